@@ -1,0 +1,137 @@
+"""Logging: secret redaction for every record, structured step fields, the per-job log file.
+
+Redaction is installed as a log-record factory, so it covers every logger (ours, Prefect's,
+httpx's) and every handler (console, file, Prefect's API handler) before anything is written.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import traceback
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+REDACTED = "[REDACTED]"
+STRUCTURED_FIELDS = ("step", "sub_step", "execution_id", "slot", "image_index", "duration_ms", "error_code")
+
+_secrets: set[str] = set()
+_pattern: re.Pattern[str] | None = None
+_lock = threading.Lock()
+_installed = False
+
+
+def register_secrets(values: Iterable[str]) -> None:
+    """Add secret strings that must never appear in any log record, exception text or artifact."""
+    global _pattern
+    with _lock:
+        # Short values would redact ordinary words; real API keys are long.
+        _secrets.update(v for v in values if v and len(v) >= 6)
+        if _secrets:
+            alternatives = sorted((re.escape(s) for s in _secrets), key=len, reverse=True)
+            _pattern = re.compile("|".join(alternatives))
+    install_redaction()
+
+
+def redact(text: str) -> str:
+    """`text` with every registered secret replaced by [REDACTED]."""
+    pattern = _pattern
+    if pattern is None or not text:
+        return text
+    return pattern.sub(REDACTED, text)
+
+
+def redact_value(value: Any) -> Any:
+    """Redact strings inside nested dicts/lists (artifacts, stored JSON)."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: redact_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact_value(v) for v in value]
+    return value
+
+
+def install_redaction() -> None:
+    """Wrap the log-record factory once so every record is redacted when created."""
+    global _installed
+    with _lock:
+        if _installed:
+            return
+        previous = logging.getLogRecordFactory()
+
+        def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+            record = previous(*args, **kwargs)
+            if _pattern is not None:
+                _redact_record(record)
+            return record
+
+        logging.setLogRecordFactory(factory)
+        _installed = True
+
+
+def _redact_record(record: logging.LogRecord) -> None:
+    try:
+        message = record.getMessage()
+    except Exception:  # a broken format string must not lose the record
+        message = str(record.msg)
+    record.msg = redact(message)
+    record.args = None
+    if record.exc_info and record.exc_info[1] is not None:
+        record.exc_text = redact("".join(traceback.format_exception(*record.exc_info)))
+        # Formatters would format exc_info again, unredacted: keep only the text.
+        record.exc_info = None
+    if isinstance(record.__dict__.get("error"), str):
+        record.__dict__["error"] = redact(record.__dict__["error"])
+
+
+class RedactingFilter(logging.Filter):
+    """Belt and braces for handlers that receive records made before redaction was installed."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if _pattern is not None:
+            _redact_record(record)
+        return True
+
+
+class StructuredFormatter(logging.Formatter):
+    """`time level logger message key=value...` with the structured step fields."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)-7s %(name)s %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        fields = [
+            f"{name}={record.__dict__[name]}"
+            for name in STRUCTURED_FIELDS
+            if record.__dict__.get(name) is not None
+        ]
+        return f"{line} {' '.join(fields)}" if fields else line
+
+
+#: Loggers whose records belong in a job's log file.
+JOB_LOGGERS = ("genfactory", "prefect.flow_runs", "prefect.task_runs")
+
+
+def open_job_log(path: Path, *, debug: bool = False) -> logging.Handler:
+    """Start writing job logs to `path`; returns the handler to pass to `close_job_log`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setLevel(logging.DEBUG if debug else logging.INFO)
+    handler.setFormatter(StructuredFormatter())
+    handler.addFilter(RedactingFilter())
+    for name in JOB_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.addHandler(handler)
+        if debug or logger.getEffectiveLevel() > logging.INFO:
+            logger.setLevel(logging.DEBUG if debug else logging.INFO)
+    return handler
+
+
+def close_job_log(handler: logging.Handler) -> None:
+    for name in JOB_LOGGERS:
+        logging.getLogger(name).removeHandler(handler)
+    handler.close()

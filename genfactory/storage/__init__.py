@@ -1,0 +1,1 @@
+"""The results store: SQLAlchemy models, engine/migrations, and the repository of queries."""

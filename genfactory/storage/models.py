@@ -1,0 +1,151 @@
+"""The results store schema (SPEC §7): SQLAlchemy 2 typed models.
+
+Statuses are stored as strings (see `genfactory.statuses`) so new statuses need no migration.
+Any change here needs an Alembic revision in `storage/migrations/versions/`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_mapping_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class JobConfiguration(Base):
+    __tablename__ = "job_configurations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+    executions: Mapped[list[JobExecution]] = relationship(back_populates="configuration")
+
+
+class JobExecution(Base):
+    __tablename__ = "job_executions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    configuration_id: Mapped[int | None] = mapped_column(
+        ForeignKey("job_configurations.id", ondelete="SET NULL"), index=True
+    )
+    #: The execution this one reran, when it is a rerun.
+    rerun_of_id: Mapped[int | None] = mapped_column(
+        ForeignKey("job_executions.id", ondelete="SET NULL")
+    )
+    label: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    total_images: Mapped[int] = mapped_column(Integer, default=0)
+    approved_images: Mapped[int] = mapped_column(Integer, default=0)
+    qc_failed_images: Mapped[int] = mapped_column(Integer, default=0)
+    failed_images: Mapped[int] = mapped_column(Integer, default=0)
+    error_message: Mapped[str | None] = mapped_column(Text)
+    #: The settings as run, secrets removed (exports and reruns read this, never the config row).
+    settings_snapshot: Mapped[dict[str, Any]] = mapped_column(JSON)
+    flow_run_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    #: Per-service calls, retries, failures and consumption (credits, tokens, cost).
+    usage: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    output_dir: Mapped[str | None] = mapped_column(Text)
+    temp_dir: Mapped[str | None] = mapped_column(Text)
+    log_path: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+    configuration: Mapped[JobConfiguration | None] = relationship(back_populates="executions")
+    slots: Mapped[list[GenerationSlot]] = relationship(
+        back_populates="execution", cascade="all, delete-orphan", passive_deletes=True
+    )
+    images: Mapped[list[GeneratedImage]] = relationship(
+        back_populates="execution", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class GenerationSlot(Base):
+    """One prompt sent to the image provider; the unit a resume picks up from."""
+
+    __tablename__ = "generation_slots"
+    __table_args__ = (Index("ix_generation_slots_execution_slot", "execution_id", "slot", unique=True),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    execution_id: Mapped[int] = mapped_column(
+        ForeignKey("job_executions.id", ondelete="CASCADE")
+    )
+    slot: Mapped[int] = mapped_column(Integer)
+    keyword: Mapped[str] = mapped_column(Text)
+    variables: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    aspect_ratio: Mapped[str] = mapped_column(String(20))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    system_prompt: Mapped[str] = mapped_column(Text)
+    prompt: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(20))
+    #: The provider's task id, recorded as soon as it exists, so a resume polls, not re-creates.
+    provider_task_id: Mapped[str | None] = mapped_column(String(200))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    error_code: Mapped[str | None] = mapped_column(String(50))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+    execution: Mapped[JobExecution] = relationship(back_populates="slots")
+
+
+class GeneratedImage(Base):
+    __tablename__ = "generated_images"
+    __table_args__ = (Index("ix_generated_images_execution_status", "execution_id", "status"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    image_mapping_id: Mapped[str] = mapped_column(String(64), unique=True, default=new_mapping_id)
+    execution_id: Mapped[int] = mapped_column(
+        ForeignKey("job_executions.id", ondelete="CASCADE")
+    )
+    slot: Mapped[int] = mapped_column(Integer)
+    image_index: Mapped[int] = mapped_column(Integer, default=0)
+    generation_prompt: Mapped[str] = mapped_column(Text)
+    keyword: Mapped[str | None] = mapped_column(Text)
+    aspect_ratio: Mapped[str | None] = mapped_column(String(20))
+    seed: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    qc_reason: Mapped[str | None] = mapped_column(Text)
+    temp_image_path: Mapped[str | None] = mapped_column(Text)
+    final_image_path: Mapped[str | None] = mapped_column(Text)
+    media_type: Mapped[str | None] = mapped_column(String(50))
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    #: Perceptual hash (hex) of the approved image, for near-duplicate checks.
+    phash: Mapped[str | None] = mapped_column(String(32))
+    # "metadata" is reserved by SQLAlchemy's declarative base, hence the attribute name.
+    image_metadata: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON)
+    processing_settings: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    error_code: Mapped[str | None] = mapped_column(String(50))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+    execution: Mapped[JobExecution] = relationship(back_populates="images")
