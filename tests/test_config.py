@@ -1,0 +1,121 @@
+"""Settings: TOML → environment → CLI precedence, clear errors, secrets kept out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from genfactory.config import (
+    Credentials,
+    Settings,
+    load_settings,
+    parse_set_option,
+    settings_template,
+)
+from genfactory.errors import ConfigError
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def test_precedence_file_then_env_then_cli(tmp_path: Path) -> None:
+    config = tmp_path / "job.toml"
+    config.write_text("[processing]\njpg_quality = 70\nsaturation = 1.2\n[job]\ncount = 2\n")
+    settings = load_settings(
+        config,
+        environ={"GENFACTORY_PROCESSING__JPG_QUALITY": "80", "GENFACTORY_JOB__COUNT": "5"},
+        overrides={"job.count": 7},
+    )
+    assert settings.processing.jpg_quality == 80  # env beats file
+    assert settings.processing.saturation == 1.2  # file beats default
+    assert settings.job.count == 7  # CLI beats env
+
+
+def test_defaults_match_the_original_app() -> None:
+    s = Settings()
+    assert (s.job.count, s.job.variations, s.generation.retries) == (1, 1, 1)
+    assert s.processing.sharpening == 5 and s.processing.saturation == 1.4
+    assert (s.processing.jpg_quality, s.processing.webp_quality) == (85, 85)
+    assert s.processing.remove_bg_size == "auto" and s.processing.jpg_background == "white"
+    assert s.generation.aspect_ratios == ["1:1", "16:9", "9:16"]
+    assert s.generation.polling_timeout_minutes == 15 and s.generation.http_timeout_seconds == 30
+    assert s.openai.model == "gpt-4o" and s.generation.midjourney_version == "6.1"
+    assert all(getattr(s.providers, role) == "local" for role in s.providers.model_fields)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "fragment"),
+    [
+        ({"generation.aspect_ratios": "16-9"}, "'16-9' must look like W:H"),
+        ({"generation.aspect_ratios": "0:1"}, "'0:1' has a zero side"),
+        ({"processing.jpg_quality": 0}, "processing.jpg_quality = 0"),
+        ({"processing.jpg_quality": 101}, "processing.jpg_quality = 101"),
+        ({"job.count": 0}, "job.count = 0"),
+        ({"providers.image": "dalle"}, "providers.image = 'dalle'"),
+        ({"processing.remove_bg_size": "huge"}, "'auto', 'preview', 'full' or '50MP'"),
+        ({"generation.image_sizes": "1020x1024"}, "multiple of 8"),
+        ({"generation.loras": "model:11"}, "weight must be between 0 and 10"),
+        ({"job.count": 5000, "job.variations": 3}, "at most 10,000 images"),
+        ({"processing.sharpening": 3.3}, "processing.sharpening"),
+    ],
+)
+def test_bad_values_name_the_setting_and_the_rule(overrides: dict, fragment: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(overrides=overrides, environ={})
+    assert fragment in str(info.value)
+
+
+def test_unknown_keys_are_errors_everywhere(tmp_path: Path) -> None:
+    config = tmp_path / "job.toml"
+    config.write_text("[processing]\njpeg_quality = 90\n")
+    with pytest.raises(ConfigError, match="unknown setting 'processing.jpeg_quality'"):
+        load_settings(config, environ={})
+    with pytest.raises(ConfigError, match="unknown settings section 'procesing'"):
+        load_settings(environ={"GENFACTORY_PROCESING__JPG_QUALITY": "9"})
+    with pytest.raises(ConfigError, match="double underscore"):
+        load_settings(environ={"GENFACTORY_PROCESSING_JPG_QUALITY": "9"})
+    with pytest.raises(ConfigError, match="section.name"):
+        load_settings(overrides={"jpg_quality": 9}, environ={})
+
+
+def test_broken_or_missing_settings_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "nope.toml", environ={})
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[job\ncount = 1")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings(bad, environ={})
+
+
+def test_set_option_values_parse_as_toml() -> None:
+    assert parse_set_option("processing.jpg_quality=90") == ("processing.jpg_quality", 90)
+    assert parse_set_option("processing.remove_bg=true") == ("processing.remove_bg", True)
+    assert parse_set_option("generation.aspect_ratios=1:1,16:9") == (
+        "generation.aspect_ratios",
+        "1:1,16:9",
+    )
+    with pytest.raises(ConfigError):
+        parse_set_option("novalue")
+
+
+def test_relative_paths_in_a_settings_file_are_relative_to_it() -> None:
+    settings = load_settings(EXAMPLES / "job.toml", environ={})
+    assert settings.job.keywords_file == EXAMPLES / "keywords.txt"
+
+
+def test_example_job_toml_lists_every_setting() -> None:
+    text = (EXAMPLES / "job.toml").read_text()
+    for section, model in Settings.model_fields.items():
+        assert f"[{section}]" in text
+        for name in model.annotation.model_fields:  # type: ignore[union-attr]
+            assert f"{name} =" in text, f"{section}.{name} missing from examples/job.toml"
+    assert settings_template().count("[") >= len(Settings.model_fields)
+
+
+def test_secrets_come_from_the_environment_and_never_serialise() -> None:
+    creds = Credentials.from_env({"OPENAI_API_KEY": "sk-test-abcdef123456", "PIAPI_API_KEY": " "})
+    assert creds.openai_api_key is not None and creds.piapi_api_key is None
+    assert "sk-test-abcdef123456" not in repr(creds)
+    assert "sk-test-abcdef123456" not in creds.model_dump_json()
+    # Settings have no field that could carry a key.
+    assert "api_key" not in Settings().model_dump_json()

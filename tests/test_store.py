@@ -1,0 +1,116 @@
+"""The results store: migrations, concurrent writes, cascades — on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from sqlalchemy import inspect, text
+
+from genfactory.statuses import ImageStatus, JobStatus
+from genfactory.storage import repository
+from genfactory.storage.db import get_engine
+
+
+def _execution() -> repository.ExecutionRecord:
+    return repository.create_execution(
+        label="store-test", settings_snapshot={"job": {"count": 1}}, output_dir="/o", temp_dir="/t"
+    )
+
+
+def _hammer(threads: int = 16, images_each: int = 15) -> int:
+    """Many threads insert and update images at once, as concurrent slots do."""
+    execution = _execution()
+    errors: list[BaseException] = []
+
+    def worker(n: int) -> None:
+        try:
+            for i in range(images_each):
+                image = repository.add_image(
+                    execution_id=execution.id,
+                    slot=n,
+                    image_index=i,
+                    generation_prompt="p",
+                    temp_image_path=f"/t/{n}_{i}.png",
+                )
+                repository.update_image(image.id, status=ImageStatus.APPROVED)
+                repository.image_counts(execution.id)
+        except BaseException as exc:
+            errors.append(exc)
+
+    pool = [threading.Thread(target=worker, args=(n,)) for n in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    assert errors == []
+    record = repository.finish_execution(execution.id)
+    assert record.status == JobStatus.COMPLETED
+    assert record.approved_images == threads * images_each
+    return execution.id
+
+
+def test_migrations_create_the_spec_tables() -> None:
+    tables = set(inspect(get_engine()).get_table_names())
+    assert {"job_configurations", "job_executions", "generated_images", "alembic_version"} <= tables
+    columns = {c["name"] for c in inspect(get_engine()).get_columns("generated_images")}
+    for name in ("image_mapping_id", "execution_id", "slot", "generation_prompt", "seed",
+                 "status", "qc_reason", "temp_image_path", "final_image_path", "metadata",
+                 "processing_settings", "error", "created_at", "updated_at"):
+        assert name in columns
+
+
+def test_sqlite_is_in_wal_mode_with_foreign_keys() -> None:
+    with get_engine().connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+
+
+def test_concurrent_writers_never_see_database_is_locked() -> None:
+    _hammer()
+
+
+def test_deleting_an_execution_cascades_to_its_images() -> None:
+    execution = _execution()
+    repository.add_image(
+        execution_id=execution.id, slot=0, image_index=0, generation_prompt="p",
+        temp_image_path="/t/a.png",
+    )
+    with get_engine().begin() as conn:
+        conn.execute(text("DELETE FROM job_executions WHERE id = :id"), {"id": execution.id})
+    assert repository.list_images(execution_id=execution.id) == []
+
+
+def test_each_execution_gets_its_own_configuration_row() -> None:
+    a, b = _execution(), _execution()
+    assert a.configuration_id != b.configuration_id
+
+
+def test_finish_without_approved_images_is_failed() -> None:
+    execution = _execution()
+    image = repository.add_image(
+        execution_id=execution.id, slot=0, image_index=0, generation_prompt="p",
+        temp_image_path="/t/a.png",
+    )
+    repository.update_image(image.id, status=ImageStatus.QC_FAILED, qc_reason="blank")
+    record = repository.finish_execution(execution.id)
+    assert record.status == JobStatus.FAILED
+    assert record.qc_failed_images == 1 and record.error_message == "no image was approved"
+
+
+def test_unknown_field_updates_are_refused() -> None:
+    execution = _execution()
+    image = repository.add_image(
+        execution_id=execution.id, slot=0, image_index=0, generation_prompt="p",
+        temp_image_path="/t/a.png",
+    )
+    with pytest.raises(ValueError, match="execution_id"):
+        repository.update_image(image.id, execution_id=99)
+
+
+@pytest.mark.postgres
+def test_postgres_store_same_code(postgres_store: str) -> None:
+    assert get_engine().dialect.name == "postgresql"
+    _hammer(threads=8, images_each=10)
+    with get_engine().connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM generated_images")).scalar() == 80
