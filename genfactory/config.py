@@ -223,7 +223,9 @@ class QualitySection(_Section):
     aspect_tolerance: float = Field(0.03, ge=0, le=1, description="Relative ratio deviation.")
     blank_stddev: float = Field(6.0, ge=0, description="Below this luminance std-dev = blank.")
     blur_threshold: float = Field(
-        2.0, ge=0, description="Below this mean edge energy = blurred."
+        5.0,
+        ge=0,
+        description="Below this edge sharpness (mean |Laplacian| of the strongest 1%) = blurred.",
     )
     rules: str | None = Field(None, description="Extra QC rules for vision providers.")
 
