@@ -1,0 +1,165 @@
+"""The file edge (genfactory.tasks.imaging): naming, atomic writes, errors, the process pool."""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from genfactory.config import ProcessingSection
+from genfactory.errors import ImageRejected
+from genfactory.tasks import imaging
+
+
+def _photo(path: Path, size: tuple[int, int] = (320, 200)) -> Path:
+    rng = np.random.default_rng(0)
+    arr = rng.integers(0, 255, (size[1] // 8, size[0] // 8, 3), dtype=np.uint8)
+    Image.fromarray(arr).resize(size, Image.Resampling.BICUBIC).save(path)
+    return path
+
+
+def _cutout(path: Path) -> Path:
+    image = Image.new("RGBA", (300, 200), (0, 0, 0, 0))
+    image.paste((30, 140, 220, 255), (50, 40, 250, 160))
+    image.save(path)
+    return path
+
+
+def _settings(**changes: object) -> dict[str, object]:
+    return ProcessingSection(**changes).model_dump(mode="json")  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def inline(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(imaging.POOL_ENV, "0")
+
+
+def test_finish_to_file_writes_the_configured_format(tmp_path: Path, inline: None) -> None:
+    src = _photo(tmp_path / "in.png")
+    out = tmp_path / "out"
+    settings = _settings(convert_format="jpg", jpg_quality=90, image_enhancement=True)
+    result = imaging.finish_to_file(str(src), str(out), "job_1_0", settings)
+    assert result["path"] == str(out / "job_1_0.jpg")
+    assert result["format"] == "jpg" and (result["width"], result["height"]) == (320, 200)
+    assert result["bytes"] == os.path.getsize(result["path"])
+    assert isinstance(result["phash"], int) and 0 <= result["phash"] < 2**64
+    with Image.open(result["path"]) as written:
+        assert written.format == "JPEG" and written.size == (320, 200)
+    assert sorted(p.name for p in out.iterdir()) == ["job_1_0.jpg"]  # no temp left behind
+
+
+def test_existing_names_get_a_number_and_are_never_overwritten(
+    tmp_path: Path, inline: None
+) -> None:
+    src = _photo(tmp_path / "in.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "job_1_0.png").write_bytes(b"someone else's image")
+    paths = [
+        imaging.finish_to_file(str(src), str(out), "job_1_0", _settings())["path"] for _ in range(3)
+    ]
+    assert [Path(p).name for p in paths] == ["job_1_0-2.png", "job_1_0-3.png", "job_1_0-4.png"]
+    assert (out / "job_1_0.png").read_bytes() == b"someone else's image"
+
+
+def test_stems_cannot_leave_the_output_directory(tmp_path: Path, inline: None) -> None:
+    src = _photo(tmp_path / "in.png")
+    out = tmp_path / "out"
+    result = imaging.finish_to_file(str(src), str(out), "../../etc/passwd", _settings())
+    assert Path(result["path"]).parent == out
+    assert Path(result["path"]).name == "etc_passwd.png"
+
+
+def test_prepare_then_finish_from_bytes(tmp_path: Path, inline: None) -> None:
+    src = _cutout(tmp_path / "cut.png")
+    settings = _settings(trim_transparent_background=True, convert_format="webp")
+    prepared = imaging.prepare_file(str(src), settings, 10_000_000)
+    with Image.open(io.BytesIO(prepared)) as image:
+        assert image.format == "PNG" and image.mode == "RGBA" and image.size == (200, 120)
+    result = imaging.finish_to_file(prepared, str(tmp_path / "out"), "cut", settings)
+    assert Path(result["path"]).name == "cut.webp"
+    assert (result["width"], result["height"]) == (200, 120)
+
+
+def test_a_failing_write_leaves_no_partial_file(
+    tmp_path: Path, inline: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = _photo(tmp_path / "in.png")
+    out = tmp_path / "out"
+
+    def disk_full(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(imaging.os, "fsync", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        imaging.finish_to_file(str(src), str(out), "job_1_0", _settings())
+    assert list(out.iterdir()) == []
+
+
+def test_a_failing_encoder_leaves_no_file(
+    tmp_path: Path, inline: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = _photo(tmp_path / "in.png")
+    out = tmp_path / "out"
+    out.mkdir()
+
+    def broken_encoder(*args: object) -> bytes:
+        raise ImageRejected("cannot encode the image as JPEG: encoder error -2")
+
+    monkeypatch.setattr(imaging, "encode", broken_encoder)
+    with pytest.raises(ImageRejected, match="cannot encode"):
+        imaging.finish_to_file(str(src), str(out), "job_1_0", _settings(convert_format="jpg"))
+    assert list(out.iterdir()) == []
+
+
+def test_unusable_sources_are_rejected(tmp_path: Path, inline: None) -> None:
+    html = tmp_path / "download.png"
+    html.write_bytes(b"<html><body>403 Forbidden</body></html>")
+    with pytest.raises(ImageRejected, match="HTML"):
+        imaging.finish_to_file(str(html), str(tmp_path / "out"), "x", _settings())
+    with pytest.raises(ImageRejected, match="does not exist"):
+        imaging.prepare_file(str(tmp_path / "missing.png"), _settings(), 10_000_000)
+
+
+def test_image_rejected_survives_pickling() -> None:
+    error = pickle.loads(pickle.dumps(ImageRejected("image is 1x1 pixels, too small to process")))
+    assert isinstance(error, ImageRejected)
+    assert str(error) == "image is 1x1 pixels, too small to process"
+
+
+def test_the_process_pool_returns_results_and_rejections(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(imaging.POOL_ENV, "1")
+    src = _photo(tmp_path / "in.png")
+    tiny = tmp_path / "tiny.png"
+    Image.new("RGB", (1, 1)).save(tiny)
+    try:
+        assert imaging.warm_pool() == imaging.pool_size()
+        result = imaging.run_in_pool(
+            imaging.finish_to_file, str(src), str(tmp_path / "out"), "pooled", _settings()
+        )
+        assert Path(result["path"]).is_file() and result["width"] == 320
+        with pytest.raises(ImageRejected, match="image is 1x1 pixels, too small to process"):
+            imaging.run_in_pool(imaging.prepare_file, str(tiny), _settings(), 10_000_000)
+    finally:
+        imaging.shutdown_pool()
+
+
+def test_a_dying_worker_is_replaced_and_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(imaging.POOL_ENV, "1")
+    src = _photo(tmp_path / "in.png")
+    try:
+        with pytest.raises(ImageRejected, match="killed its worker process twice"):
+            imaging.run_in_pool(os._exit, 3)  # what the OOM killer does to a worker
+        result = imaging.run_in_pool(imaging.prepare_file, str(src), _settings(), 10_000_000)
+        assert result.startswith(b"\x89PNG")
+    finally:
+        imaging.shutdown_pool()
