@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from genfactory.config import Credentials, Settings
 from genfactory.errors import ConfigError
@@ -17,10 +18,40 @@ PROVIDERS: dict[tuple[str, str], str] = {
     ("qc", "local"): "genfactory.providers.local_qc:LocalQC",
     ("background", "local"): "genfactory.providers.local_background:LocalBackgroundRemover",
     ("metadata", "local"): "genfactory.providers.local_metadata:LocalMetadata",
+    ("image", "piapi"): "genfactory.providers.piapi:PiAPIMidjourney",
+    ("image", "runware"): "genfactory.providers.runware:RunwareImages",
+    ("image", "openai"): "genfactory.providers.openai_images:OpenAIImages",
+    ("image", "sdwebui"): "genfactory.providers.sdwebui:SDWebUIImages",
+    ("prompt", "openai"): "genfactory.providers.openai_chat:OpenAIPrompt",
+    ("qc", "openai"): "genfactory.providers.openai_chat:OpenAIVisionQC",
+    ("metadata", "openai"): "genfactory.providers.openai_chat:OpenAIVisionMetadata",
+    ("background", "removebg"): "genfactory.providers.removebg:RemoveBG",
+    # "none": no background removal; the entry keeps build_provider total (image kept as is).
+    ("background", "none"): "genfactory.providers.no_background:KeepBackground",
 }
 
+#: QC and metadata in one vision call (metadata.combined_with_qc); built with this class.
+COMBINED_QC_METADATA = "genfactory.providers.openai_chat:OpenAIVisionQCMetadata"
+
 #: Which key each remote provider needs: (Credentials field, environment variable).
-REQUIRED_KEYS: dict[tuple[str, str], tuple[str, str]] = {}
+#: OpenAI roles need OPENAI_API_KEY only on api.openai.com: local OpenAI-compatible servers
+#: (Ollama, LM Studio, vLLM) run without one, so no key is sent when none is set.
+REQUIRED_KEYS: dict[tuple[str, str], tuple[str, str]] = {
+    ("image", "piapi"): ("piapi_api_key", "PIAPI_API_KEY"),
+    ("image", "runware"): ("runware_api_key", "RUNWARE_API_KEY"),
+    ("image", "openai"): ("openai_api_key", "OPENAI_API_KEY"),
+    ("prompt", "openai"): ("openai_api_key", "OPENAI_API_KEY"),
+    ("qc", "openai"): ("openai_api_key", "OPENAI_API_KEY"),
+    ("metadata", "openai"): ("openai_api_key", "OPENAI_API_KEY"),
+    ("background", "removebg"): ("remove_bg_api_key", "REMOVE_BG_API_KEY"),
+}
+
+
+def key_required(settings: Settings, role: str, name: str) -> bool:
+    """False for OpenAI roles pointed at a server other than api.openai.com."""
+    if name == "openai":
+        return urlsplit(settings.openai.base_url).hostname == "api.openai.com"
+    return (role, name) in REQUIRED_KEYS
 
 ROLES = ("prompt", "image", "qc", "background", "metadata")
 
@@ -43,8 +74,9 @@ def check_credentials(settings: Settings, credentials: Credentials) -> None:
     """Fail before any work when a chosen remote provider has no key."""
     missing = []
     for role in ROLES:
-        need = REQUIRED_KEYS.get((role, provider_name(settings, role)))
-        if need and getattr(credentials, need[0]) is None:
+        name = provider_name(settings, role)
+        need = REQUIRED_KEYS.get((role, name))
+        if need and getattr(credentials, need[0]) is None and key_required(settings, role, name):
             missing.append(f"providers.{role} = {provider_name(settings, role)} needs {need[1]}")
     if missing:
         raise ConfigError(

@@ -1,0 +1,28 @@
+"""`providers.background = "none"`: no background removal at all, stated once, here.
+
+Registered so that building the background provider never fails; callers that want to skip
+the step entirely check `settings.providers.background == "none"` before building anything.
+"""
+
+from __future__ import annotations
+
+from genfactory.providers.base import BackgroundResult, ImageInput
+from genfactory.providers.registry import ProviderContext
+from genfactory.providers.removebg import as_png
+
+NOTE = "background removal is off (providers.background = none); image kept"
+
+
+class KeepBackground:
+    """`BackgroundRemover` that returns the image unchanged, as PNG, with a note."""
+
+    name = "none"
+
+    def __init__(self, ctx: ProviderContext) -> None:
+        self.ctx = ctx
+
+    def remove_background(self, image: ImageInput) -> BackgroundResult:
+        return BackgroundResult(data=as_png(image.data), credits_charged=None, note=NOTE)
+
+    def close(self) -> None:
+        """Nothing to release."""
