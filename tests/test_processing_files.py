@@ -13,6 +13,7 @@ from PIL import Image
 
 from genfactory.config import ProcessingSection
 from genfactory.errors import ImageRejected
+from genfactory.processing import embed_metadata
 from genfactory.tasks import imaging
 
 
@@ -163,3 +164,12 @@ def test_a_dying_worker_is_replaced_and_reported(
         assert result.startswith(b"\x89PNG")
     finally:
         imaging.shutdown_pool()
+
+
+def test_a_file_exiv2_cannot_parse_is_rejected_and_left_unchanged(tmp_path: Path) -> None:
+    path = tmp_path / "image.jpg"
+    path.write_bytes(b"not really a jpeg")
+    with pytest.raises(ImageRejected, match=r"cannot write metadata into image\.jpg"):
+        embed_metadata(path, title="Café", description="d", keywords=["k"])
+    assert path.read_bytes() == b"not really a jpeg"
+    assert [p.name for p in tmp_path.iterdir()] == ["image.jpg"]
