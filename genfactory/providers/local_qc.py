@@ -1,0 +1,163 @@
+"""The offline quality check: decodable, big enough, the asked aspect ratio, not blank, sharp.
+
+It cannot see text, logos or faces - that takes a vision model - so it checks what pixels
+alone can prove. Measurements run on a grayscale copy at most `ANALYSIS_SIDE` px long:
+
+* *spread*: the luminance standard deviation; below `qc.blank_stddev` the image is blank or
+  washed out.
+* *sharpness*: the mean absolute Laplacian over the strongest 1 % of edge pixels. Averaging
+  only the strongest edges keeps a sharp subject on a plain background sharp (a whole-image
+  mean would call it blurred because most of it is flat), while a defocused frame has no
+  strong edge anywhere. Below `qc.blur_threshold` the image is blurred.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from genfactory.config import parse_aspect_ratio
+from genfactory.errors import BadRequest
+from genfactory.providers.base import QCRequest, QCVerdict
+from genfactory.providers.registry import ProviderContext
+
+#: Long side of the copy the measurements run on: fast, and independent of the output size.
+ANALYSIS_SIDE = 512
+#: Share of pixels (the strongest edges) whose Laplacian is averaged for the sharpness.
+EDGE_SHARE = 0.01
+
+
+@dataclass(frozen=True)
+class ImageStats:
+    """What the local QC measures on an image."""
+
+    width: int
+    height: int
+    #: Luminance standard deviation (0-255 scale).
+    stddev: float
+    #: Mean |Laplacian| of the strongest `EDGE_SHARE` of pixels (0-255 scale).
+    sharpness: float
+
+
+class LocalQC:
+    """Offline `QCProvider`: technical checks that need no model."""
+
+    name = "local"
+
+    def __init__(self, ctx: ProviderContext) -> None:
+        self.ctx = ctx
+
+    def check(self, request: QCRequest) -> QCVerdict:
+        """Pass, or fail with one sentence that names the measured and the allowed value."""
+        qc = self.ctx.settings.qc
+        try:
+            image, (width, height) = decode(
+                request.image.data, self.ctx.settings.processing.max_image_pixels
+            )
+        except ValueError as exc:
+            return QCVerdict(False, f"image cannot be decoded: {exc}")
+        if width < qc.min_width or height < qc.min_height:
+            return QCVerdict(
+                False,
+                f"image is too small ({width}x{height}; at least "
+                f"{qc.min_width}x{qc.min_height} required)",
+            )
+        if request.aspect_ratio:
+            try:
+                rw, rh = parse_aspect_ratio(request.aspect_ratio)
+            except ValueError as exc:
+                raise BadRequest(f"cannot check the aspect ratio: {exc}", service="local") from None
+            expected, actual = rw / rh, width / height
+            deviation = abs(actual / expected - 1)
+            if deviation > qc.aspect_tolerance:
+                return QCVerdict(
+                    False,
+                    f"aspect ratio {actual:.3f} ({width}x{height}) does not match the requested "
+                    f"{request.aspect_ratio} ({expected:.3f}); off by {deviation:.1%}, "
+                    f"tolerance {qc.aspect_tolerance:.1%}",
+                )
+        stats = measure(image)
+        if stats.stddev < qc.blank_stddev:
+            return QCVerdict(
+                False,
+                f"image is blank or nearly uniform (std-dev {stats.stddev:.1f} < "
+                f"{qc.blank_stddev:g})",
+            )
+        if stats.sharpness < qc.blur_threshold:
+            return QCVerdict(
+                False,
+                f"image is blurred (edge sharpness {stats.sharpness:.1f} < {qc.blur_threshold:g})",
+            )
+        return QCVerdict(
+            True,
+            f"technical checks passed (std-dev {stats.stddev:.1f}, "
+            f"edge sharpness {stats.sharpness:.1f})",
+        )
+
+
+def decode(data: bytes, max_pixels: int | None = None) -> tuple[Image.Image, tuple[int, int]]:
+    """The decoded image and its full size, or ValueError saying why it cannot be read.
+
+    JPEGs are decoded at reduced scale (the checks never need more than `ANALYSIS_SIDE`).
+    """
+    if not data:
+        raise ValueError("the file is empty")
+    try:
+        with warnings.catch_warnings():
+            # Pillow only warns between its limit and twice it; treat a bomb as an error here.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            if max_pixels is not None and image.width * image.height > max_pixels:
+                raise ValueError(
+                    f"{image.width}x{image.height} exceeds the {max_pixels:,}-pixel limit"
+                )
+            size = image.size
+            if image.format == "JPEG":
+                image.draft(image.mode, (ANALYSIS_SIDE, ANALYSIS_SIDE))
+            image.load()
+    except ValueError:
+        raise
+    except (
+        OSError,
+        SyntaxError,
+        Image.DecompressionBombError,
+        Image.DecompressionBombWarning,
+    ) as exc:
+        raise ValueError(str(exc) or type(exc).__name__) from None
+    return image, size
+
+
+def _gray(image: Image.Image) -> Image.Image:
+    """Grayscale, with transparency flattened onto white (what a buyer would see)."""
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        flat = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        flat.alpha_composite(rgba)
+        return flat.convert("L")
+    if image.mode in ("I", "I;16", "F"):
+        arr = np.asarray(image, dtype=np.float32)
+        top = float(arr.max()) or 1.0
+        return Image.fromarray((arr / top * 255).astype(np.uint8), "L")
+    return image.convert("L")
+
+
+def measure(image: Image.Image) -> ImageStats:
+    """Spread and sharpness of an image, on a grayscale copy at most `ANALYSIS_SIDE` long."""
+    width, height = image.size
+    gray = _gray(image)
+    if max(gray.size) > ANALYSIS_SIDE:
+        gray.thumbnail((ANALYSIS_SIDE, ANALYSIS_SIDE), Image.Resampling.BOX)
+    arr = np.asarray(gray, dtype=np.float32)
+    stddev = float(arr.std())
+    if arr.shape[0] < 3 or arr.shape[1] < 3:
+        return ImageStats(width, height, stddev, 0.0)
+    lap = np.abs(
+        4 * arr[1:-1, 1:-1] - arr[:-2, 1:-1] - arr[2:, 1:-1] - arr[1:-1, :-2] - arr[1:-1, 2:]
+    ).ravel()
+    top = max(1, int(lap.size * EDGE_SHARE))
+    strongest = np.partition(lap, lap.size - top)[lap.size - top :]
+    return ImageStats(width, height, stddev, float(strongest.mean()))
