@@ -1,0 +1,74 @@
+"""Pytest fixtures and helpers for tests that talk to the fake services over loopback.
+
+Import the fixture where it is needed (`from tests.fakes.fixtures import fake_services`) or from
+the main conftest. Helpers build Settings, Credentials and a ProviderContext aimed at the fakes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from genfactory.config import Credentials, Settings
+from genfactory.providers.base import Limiter, Usage, no_limit
+from genfactory.providers.registry import ProviderContext
+from tests.fakes.server import FakeServices
+
+#: Small budgets so a hung or slow fake costs tests fractions of a second.
+FAST_GENERATION: dict[str, Any] = {
+    "http_timeout_seconds": 2.0,
+    "polling_interval_seconds": 0.05,
+    "polling_timeout_minutes": 0.5,
+    "max_poll_errors": 3,
+}
+
+
+@pytest.fixture
+def fake_services() -> Iterator[FakeServices]:
+    """The fake services on a free 127.0.0.1 port, stopped after the test."""
+    fake = FakeServices().start()
+    try:
+        yield fake
+    finally:
+        fake.stop()
+
+
+def fake_settings(fake: FakeServices, **sections: dict[str, Any]) -> Settings:
+    """Settings whose service base URLs point at the fakes, with fast generation budgets;
+    `sections` are merged over that (e.g. providers={"image": "piapi"})."""
+    data: dict[str, Any] = {**fake.settings_data(), "generation": dict(FAST_GENERATION)}
+    for name, values in sections.items():
+        data[name] = {**data.get(name, {}), **values}
+    return Settings.model_validate(data)
+
+
+def fake_credentials(fake: FakeServices, **override: str | None) -> Credentials:
+    """Credentials holding the fakes' keys (override per service: piapi="wrong")."""
+    keys = {**fake.keys, **override}
+    fields = {
+        "piapi_api_key": keys.get("piapi"),
+        "runware_api_key": keys.get("runware"),
+        "openai_api_key": keys.get("openai"),
+        "remove_bg_api_key": keys.get("removebg"),
+    }
+    return Credentials(**{k: SecretStr(v) for k, v in fields.items() if v})
+
+
+def fake_context(
+    fake: FakeServices,
+    settings: Settings | None = None,
+    *,
+    limiter: Limiter = no_limit,
+    keys: Mapping[str, str | None] | None = None,
+    **key_override: str | None,
+) -> ProviderContext:
+    """A context with the fakes' settings and keys; `keys`/`key_override` replace keys."""
+    return ProviderContext(
+        settings=settings or fake_settings(fake),
+        credentials=fake_credentials(fake, **{**(keys or {}), **key_override}),
+        usage=Usage(),
+        limiter=limiter,
+    )
