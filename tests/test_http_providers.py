@@ -649,7 +649,9 @@ def test_vision_metadata_is_normalised_stock_metadata(
 def test_combined_qc_and_metadata_in_one_call(
     fake_services: FakeServices, make: Callable[..., Any]
 ) -> None:
-    provider = make(OpenAIVisionQCMetadata)
+    # The QC provider itself offers the combined call; the QC task uses it when configured.
+    assert issubclass(OpenAIVisionQCMetadata, OpenAIVisionQC)
+    provider = make(OpenAIVisionQC)
     verdict, meta = provider.check_and_describe(
         QCRequest(image=ImageInput(png(), "image/png"), prompt="a red fox"), "fox"
     )

@@ -412,24 +412,6 @@ class OpenAIPrompt(_OpenAIChat):
         )
 
 
-class OpenAIVisionQC(_OpenAIChat):
-    """`QCProvider`: passed/reason from a vision model, rules of SPEC §3 plus `qc.rules`."""
-
-    def check(self, request: QCRequest) -> QCVerdict:
-        return self.structured(
-            [
-                {"role": "system", "content": qc_instructions(self.settings.qc.rules)},
-                self.image_message(_qc_text(request), request.image),
-            ],
-            what="quality check",
-            schema_name="quality_check",
-            schema=QC_SCHEMA,
-            temperature=0.0,
-            accept=lambda answer, _last: _verdict(answer),
-            on_refusal=lambda text: QCVerdict(False, f"the vision model refused: {text[:200]}"),
-        )
-
-
 class OpenAIVisionMetadata(_OpenAIChat):
     """`MetadataProvider`: stock title, description and keywords from a vision model."""
 
@@ -452,12 +434,31 @@ class OpenAIVisionMetadata(_OpenAIChat):
         )
 
 
-class OpenAIVisionQCMetadata(_OpenAIChat):
-    """QC and metadata in one vision call (`metadata.combined_with_qc`): half the calls."""
+class OpenAIVisionQC(_OpenAIChat):
+    """`QCProvider`: passed/reason from a vision model, rules of SPEC §3 plus `qc.rules`."""
+
+    def check(self, request: QCRequest) -> QCVerdict:
+        return self.structured(
+            [
+                {"role": "system", "content": qc_instructions(self.settings.qc.rules)},
+                self.image_message(_qc_text(request), request.image),
+            ],
+            what="quality check",
+            schema_name="quality_check",
+            schema=QC_SCHEMA,
+            temperature=0.0,
+            accept=lambda answer, _last: _verdict(answer),
+            on_refusal=lambda text: QCVerdict(False, f"the vision model refused: {text[:200]}"),
+        )
 
     def check_and_describe(
         self, request: QCRequest, keyword: str = ""
     ) -> tuple[QCVerdict, ImageMetadata | None]:
+        """QC and metadata in one vision call (`metadata.combined_with_qc`): half the calls.
+
+        Metadata only for a passed image. The QC task uses this whenever its provider has it,
+        so the combined mode needs no registry entry of its own.
+        """
         limits = self.settings.metadata
         instructions = (
             qc_instructions(self.settings.qc.rules).rsplit("\n", 1)[0]
@@ -489,6 +490,10 @@ class OpenAIVisionQCMetadata(_OpenAIChat):
                 None,
             ),
         )
+
+
+class OpenAIVisionQCMetadata(OpenAIVisionQC):
+    """The QC provider under the name of its combined role (`check_and_describe`)."""
 
 
 def _qc_text(request: QCRequest) -> str:

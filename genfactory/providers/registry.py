@@ -30,9 +30,6 @@ PROVIDERS: dict[tuple[str, str], str] = {
     ("background", "none"): "genfactory.providers.no_background:KeepBackground",
 }
 
-#: QC and metadata in one vision call (metadata.combined_with_qc); built with this class.
-COMBINED_QC_METADATA = "genfactory.providers.openai_chat:OpenAIVisionQCMetadata"
-
 #: Which key each remote provider needs: (Credentials field, environment variable).
 #: OpenAI roles need OPENAI_API_KEY only on api.openai.com: local OpenAI-compatible servers
 #: (Ollama, LM Studio, vLLM) run without one, so no key is sent when none is set.
