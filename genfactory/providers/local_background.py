@@ -20,6 +20,8 @@ from genfactory.errors import BadRequest
 from genfactory.providers.base import BackgroundResult, ImageInput
 from genfactory.providers.registry import ProviderContext
 
+RGB = tuple[int, int, int]
+
 #: Colour distance (largest channel difference, 0-255) up to which a pixel is background.
 TOLERANCE_FULL = 12
 #: Up to this distance a border-connected pixel is partly transparent (edges, soft shadows).
@@ -101,20 +103,19 @@ def remove_uniform_background(image: Image.Image) -> tuple[Image.Image, str | No
     if float(np.count_nonzero(alpha < 128)) > MAX_BACKGROUND_SHARE * alpha.size:
         return rgba, NOTE_NO_SUBJECT
 
+    out = arr.copy()
+    # Un-mix the background colour from pixels that are partly background by colour
+    # (soft shadows, faint edges), so no light fringe remains around the subject.
+    mixed_px = (alpha > 0) & (alpha < 255) & (arr[..., 3] == 255)
+    if mixed_px.any():
+        a = alpha[mixed_px].astype(np.float32)[:, None] / 255
+        mixed = rgb[mixed_px].astype(np.float32)
+        pure = (mixed - (1 - a) * np.asarray(bg, dtype=np.float32)) / a
+        out[..., :3][mixed_px] = np.clip(pure, 0, 255).round().astype(np.uint8)
+    _unmix_edge_ring(out, alpha, region, bg)
     # Feather: soften the subject's outline by a fraction of a pixel, never growing it.
     soft = np.asarray(Image.fromarray(alpha, "L").filter(_FEATHER))
-    alpha = np.minimum(np.minimum(alpha, soft), arr[..., 3])
-
-    out = arr.copy()
-    out[..., 3] = alpha
-    # Un-mix the background colour from partly transparent pixels (edges, soft shadows) so
-    # no light fringe remains around the subject.
-    partial = (alpha > 0) & (alpha < 255) & (arr[..., 3] == 255)
-    if partial.any():
-        a = alpha[partial].astype(np.float32)[:, None] / 255
-        mixed = rgb[partial].astype(np.float32)
-        pure = (mixed - (1 - a) * np.asarray(bg, dtype=np.float32)) / a
-        out[..., :3][partial] = np.clip(pure, 0, 255).round().astype(np.uint8)
+    out[..., 3] = np.minimum(np.minimum(alpha, soft), arr[..., 3])
     return Image.fromarray(out, "RGBA"), None
 
 
@@ -123,6 +124,76 @@ _ALPHA_BY_DISTANCE = (
     .round()
     .astype(np.uint8)
 )
+#: Width (px) of the subject's outline whose pixels may be a mix of subject and background.
+EDGE_RING = 2
+#: How far (px) to look for the pure subject colour behind an outline pixel.
+EDGE_SEARCH = 4
+_OFFSETS = sorted(
+    (
+        (dy, dx)
+        for dy in range(-EDGE_SEARCH, EDGE_SEARCH + 1)
+        for dx in range(-EDGE_SEARCH, EDGE_SEARCH + 1)
+        if dy or dx
+    ),
+    key=lambda o: o[0] ** 2 + o[1] ** 2,
+)
+
+
+def _grow(mask: np.ndarray) -> np.ndarray:
+    """`mask` grown by one pixel in all eight directions."""
+    out = mask.copy()
+    out[1:] |= mask[:-1]
+    out[:-1] |= mask[1:]
+    grown = out.copy()
+    grown[:, 1:] |= out[:, :-1]
+    grown[:, :-1] |= out[:, 1:]
+    return grown
+
+
+def _unmix_edge_ring(out: np.ndarray, alpha: np.ndarray, region: np.ndarray, bg: RGB) -> None:
+    """Give the subject's outline (a mix of subject and background) a matching alpha.
+
+    Anti-aliased or resized edges hold pixels that are part background, though too far from
+    its colour to be found by the colour key. For each outline pixel the nearest pure subject
+    pixel gives the subject colour F; the pixel's colour C = a*F + (1-a)*B yields its alpha a,
+    and the background B is removed from its colour. Updates `out` and `alpha` in place.
+    """
+    ring = _grow(region)
+    for _ in range(EDGE_RING - 1):
+        ring = _grow(ring)
+    interior = ~ring
+    ring &= ~region & (out[..., 3] == 255)
+    ys, xs = np.nonzero(ring)
+    if ys.size == 0:
+        return
+    h, w = region.shape
+    found = np.zeros(ys.size, dtype=bool)
+    fy, fx = ys.copy(), xs.copy()
+    for dy, dx in _OFFSETS:  # nearest first
+        yy = np.clip(ys + dy, 0, h - 1)
+        xx = np.clip(xs + dx, 0, w - 1)
+        hit = ~found & interior[yy, xx]
+        fy[hit], fx[hit] = yy[hit], xx[hit]
+        found |= hit
+        if found.all():
+            break
+    back = np.asarray(bg, dtype=np.float32)
+    color = out[ys, xs, :3].astype(np.float32) - back
+    subject = out[fy, fx, :3].astype(np.float32) - back
+    spread = (subject**2).sum(axis=1)
+    # Thin features (no pure pixel nearby) and subjects close to the background colour keep
+    # their pixels as they are: their alpha cannot be told apart from their colour.
+    usable = found & (spread > 30.0**2)
+    a = np.ones(ys.size, dtype=np.float32)
+    a[usable] = np.clip((color[usable] * subject[usable]).sum(axis=1) / spread[usable], 0, 1)
+    a[a > 0.95] = 1.0
+    a[a < 0.05] = 0.0
+    partial = (a > 0) & (a < 1)
+    pure = (color[partial] + a[partial, None] * back) / a[partial, None]
+    out[ys[partial], xs[partial], :3] = np.clip(pure, 0, 255).round().astype(np.uint8)
+    alpha[ys, xs] = np.minimum(alpha[ys, xs], (a * 255).round().astype(np.uint8))
+
+
 #: A 3x3 Gaussian (sigma ~0.85 px): the feather applied to the subject's outline.
 _FEATHER = ImageFilter.Kernel((3, 3), (1, 2, 1, 2, 4, 2, 1, 2, 1), scale=16)
 #: Connectivity is traced on a mask at most this long, then refined at full size.
