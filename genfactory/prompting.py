@@ -192,11 +192,8 @@ def _parse_csv(path: Path, text: str) -> KeywordSource:
                 f"but the header names only {len(columns)} columns; remove it or add a header"
             )
         variables = dict(zip(columns, cells, strict=False))
+        # Blank rows were skipped above, so every row has at least one value.
         keyword = variables.get(KEYWORD) or ", ".join(cell for cell in variables.values() if cell)
-        if not keyword:
-            raise InputFileError(
-                f"keywords file {path}: {where} has only empty values; fill it or delete it"
-            )
         variables.setdefault(KEYWORD, keyword)
         entries.append(KeywordEntry(keyword, variables, where=where))
     if not entries:

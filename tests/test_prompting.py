@@ -144,7 +144,7 @@ def test_csv_row_with_an_extra_value_names_row_and_column(tmp_path: Path) -> Non
         ("Subject,Colour\n", "has a header row .* but no data rows"),
         ("Subject,Subject\nowl,fox\n", "names column 'Subject' twice"),
         ("Subject,,Colour\nowl,x,red\n", "column 2 of the header row has no name"),
-        ("Subject,Colour\n , \n", "has only empty values|no data rows"),
+        ("Subject,Colour\n , \n", "no data rows"),
     ],
 )
 def test_unusable_csv_files_are_errors(tmp_path: Path, content: str, message: str) -> None:
