@@ -889,7 +889,7 @@ def _paint_subject(
             px, py = cx + math.cos(ang) * pr * 1.3, fy + math.sin(ang) * pr * 1.3
             draw.ellipse((px - pr, py - pr, px + pr, py + pr), fill=main)
         draw.ellipse((cx - pr * 0.8, fy - pr * 0.8, cx + pr * 0.8, fy + pr * 0.8), fill=second)
-    # A thin darker outline pass on the base gives the subject a crisp silhouette.
+    # A thin ground line anchors the subject on its shadow.
     draw.line((cx - s * 0.3, bottom, cx + s * 0.3, bottom), fill=_shade(main, 0.5), width=1)
 
 
