@@ -81,6 +81,9 @@ def run(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show run logs.")] = False,
 ) -> None:
     """Run a job: generate, check, process and describe images, with a progress bar."""
+    if not verbose:
+        # Before Prefect is first imported: its console handler then shows warnings only.
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     overrides: dict[str, Any] = dict(parse_set_option(item) for item in (set_ or []))
     for key, value in (
         ("job.keywords_file", keywords),
@@ -96,12 +99,10 @@ def run(
         # Every input check before Prefect starts: mistakes cost no start-up time and no rows.
         from genfactory.tasks.initialize import prepare
 
-        prepare(settings)
-        return settings
+        resolved, _slots, _output, _temp = prepare(settings)
+        return resolved
 
     settings = guarded(_load)
-    if not verbose:
-        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     summary = guarded(lambda: _run_with_progress(settings))
     _print_summary(summary)
     if summary["status"] != "completed":

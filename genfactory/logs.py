@@ -135,3 +135,19 @@ def close_job_log(handler: logging.Handler) -> None:
     for name in JOB_LOGGERS:
         logging.getLogger(name).removeHandler(handler)
     handler.close()
+
+
+def scrub_exception(exc: BaseException) -> BaseException:
+    """Redact secrets from an exception's arguments in place (and from its causes), so neither
+    Prefect's state messages nor a traceback can carry a key. Returns `exc`."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        current.args = tuple(redact(a) if isinstance(a, str) else a for a in current.args)
+        for attr in ("raw", "message"):
+            value = current.__dict__.get(attr)
+            if isinstance(value, str):
+                current.__dict__[attr] = redact(value)
+        current = current.__cause__ or current.__context__
+    return exc

@@ -79,6 +79,7 @@ class SlotRecord:
     provider_task_id: str | None
     attempts: int
     error: str | None
+    error_code: str | None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,124 @@
+"""What the step tasks share: task options, the retry rule, structured step logging."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from prefect.cache_policies import NO_CACHE
+from prefect.logging import get_run_logger
+from prefect.tasks import exponential_backoff
+
+from genfactory.errors import error_code, is_retryable
+from genfactory.logs import redact, scrub_exception
+
+#: Our store holds results; Prefect result persistence would only leave files behind.
+TASK_OPTIONS: dict[str, Any] = {"persist_result": False, "cache_policy": NO_CACHE}
+
+
+def retry_if_transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Prefect retry condition: retry only errors that may go away (see errors.is_retryable)."""
+    try:
+        state.result(raise_on_failure=True)
+    except BaseException as exc:
+        return is_retryable(exc)
+    return False
+
+
+def retry_options(retries: int, backoff_seconds: float) -> dict[str, Any]:
+    """Task options for `retries` retries with exponential backoff and jitter."""
+    if retries <= 0:
+        return {"retries": 0}
+    return {
+        "retries": retries,
+        "retry_delay_seconds": exponential_backoff(backoff_factor=max(backoff_seconds, 0.01))(
+            retries
+        ),
+        "retry_jitter_factor": 0.5,
+        "retry_condition_fn": retry_if_transient,
+    }
+
+
+def run_logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+    """Prefect's run logger inside a run, our own logger elsewhere."""
+    try:
+        return get_run_logger()
+    except Exception:
+        return logging.getLogger("genfactory")
+
+
+def log_step(
+    message: str,
+    *,
+    step: str,
+    level: int = logging.INFO,
+    **fields: Any,
+) -> None:
+    """One log line with the structured fields (step, sub_step, image_index, duration_ms…)."""
+    parts = [f"[{step}{'/' + fields['sub_step'] if fields.get('sub_step') else ''}]"]
+    if fields.get("slot") is not None:
+        parts.append(f"slot {fields['slot']}")
+    if fields.get("image_index") is not None:
+        parts.append(f"image {fields['image_index']}")
+    text = " ".join(parts) + f": {message}"
+    if fields.get("duration_ms") is not None:
+        text += f" ({fields['duration_ms']} ms)"
+    run_logger().log(level, redact(text), extra={"step": step, **fields})
+
+
+@contextmanager
+def scrubbed() -> Iterator[None]:
+    """Around provider calls: an exception leaves with every secret redacted from its text."""
+    try:
+        yield
+    except BaseException as exc:
+        scrub_exception(exc)
+        raise
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def scrub_errors(fn: F) -> F:
+    """Decorator for step functions: exceptions leave with secrets redacted."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with scrubbed():
+            return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@contextmanager
+def timed() -> Iterator[dict[str, int]]:
+    """Measure a block: `with timed() as t: ...; t["ms"]`."""
+    holder = {"ms": 0}
+    start = time.perf_counter()
+    try:
+        yield holder
+    finally:
+        holder["ms"] = int((time.perf_counter() - start) * 1000)
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for the store and logs: the error's own sentence, redacted."""
+    text = str(exc).strip() or exc.__class__.__name__
+    return redact(text.splitlines()[0] if "\n" in text else text)[:1000]
+
+
+__all__ = [
+    "TASK_OPTIONS",
+    "describe_error",
+    "error_code",
+    "log_step",
+    "retry_options",
+    "run_logger",
+    "scrub_errors",
+    "scrubbed",
+    "timed",
+]

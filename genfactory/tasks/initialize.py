@@ -1,0 +1,154 @@
+"""Job initialisation (SPEC §1.1): validate, resolve files, create the execution and its slots."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from datetime import datetime
+from pathlib import Path
+
+from prefect import task
+from prefect.runtime import flow_run
+from pydantic import BaseModel
+
+from genfactory import prompting
+from genfactory.config import Credentials, Settings, parse_image_size
+from genfactory.errors import UserError
+from genfactory.logs import open_job_log, register_secrets
+from genfactory.providers.registry import check_credentials
+from genfactory.storage import repository
+from genfactory.storage.db import data_dir
+from genfactory.tasks.common import TASK_OPTIONS, scrub_errors, log_step
+from genfactory.tasks.files import safe_name
+from genfactory.tasks.runtime import start_runtime
+from genfactory.tasks.secrets import load_credentials
+
+
+class JobPlan(BaseModel):
+    """What the flow needs to fan out: ids and places, no pixels."""
+
+    execution_id: int
+    label: str
+    slot_ids: list[int]
+    images_expected: int
+    output_dir: str
+    temp_dir: str
+    log_path: str
+
+
+def default_label(now: datetime | None = None) -> str:
+    return (now or datetime.now()).strftime("job_%Y%m%d_%H%M%S")
+
+
+def ensure_writable_dir(path: Path, what: str, option: str) -> Path:
+    """Create `path` if needed and prove it can be written; a clear UserError otherwise."""
+    path = path.expanduser().resolve()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or exc.__class__.__name__
+        raise UserError(
+            f"the {what} {path} cannot be written ({reason}); choose another with {option}"
+        ) from None
+    return path
+
+
+def slot_size(settings: Settings, slot: int, aspect_ratio: str) -> tuple[int, int]:
+    """Pixel size of a slot: from its aspect ratio, or the cycled image size as given."""
+    sizes = settings.generation.image_sizes
+    width, height = parse_image_size(sizes[slot % len(sizes)])
+    if settings.providers.image == "local":
+        return prompting.size_for(aspect_ratio, settings.generation.local_long_side)
+    if settings.generation.size_from_aspect_ratio:
+        return prompting.size_for(aspect_ratio, max(width, height))
+    return width, height
+
+
+def prepare(settings: Settings, credentials: Credentials | None = None) -> tuple[Settings, list[dict[str, object]], Path, Path]:
+    """Every check that can fail on user input, before anything is created."""
+    credentials = credentials or load_credentials(settings)
+    register_secrets(credentials.secret_values())
+    check_credentials(settings, credentials)
+    if settings.job.keywords_file is None:
+        raise UserError(
+            "no keywords file: pass --keywords FILE or set job.keywords_file in the settings file"
+        )
+    source = prompting.read_keywords(Path(settings.job.keywords_file).expanduser())
+    template = prompting.load_template(settings.prompts.template, settings.providers.prompt)
+    plans = prompting.plan_slots(
+        source,
+        template,
+        settings.job.count,
+        settings.generation.aspect_ratios,
+        random_order=settings.job.keyword_random,
+        seed=settings.job.seed,
+    )
+    output_dir = ensure_writable_dir(
+        Path(settings.job.output_dir or data_dir() / "output"), "output directory", "--output-dir"
+    )
+    temp_dir = ensure_writable_dir(
+        Path(settings.job.temp_dir or data_dir() / "temp"), "temp directory", "--set job.temp_dir=DIR"
+    )
+    label = settings.job.label or default_label()
+    resolved = settings.model_copy(
+        update={
+            "job": settings.job.model_copy(
+                update={"label": label, "output_dir": output_dir, "temp_dir": temp_dir}
+            )
+        }
+    )
+    slots = []
+    for plan in plans:
+        width, height = slot_size(resolved, plan.slot, plan.aspect_ratio)
+        slots.append(
+            {
+                "slot": plan.slot,
+                "keyword": plan.keyword,
+                "variables": dict(plan.variables),
+                "aspect_ratio": plan.aspect_ratio,
+                "width": width,
+                "height": height,
+                "system_prompt": plan.system_prompt,
+            }
+        )
+    return resolved, slots, output_dir, temp_dir
+
+
+@task(name="initialize-job", **TASK_OPTIONS)
+@scrub_errors
+def initialize_job(settings: Settings, rerun_of_id: int | None = None) -> JobPlan:
+    """Validate settings and inputs, create the `running` execution and its generation slots."""
+    credentials = load_credentials(settings)
+    resolved, slots, output_dir, temp_dir = prepare(settings, credentials)
+    label = str(resolved.job.label)
+    log_dir = data_dir() / "logs"
+    execution = repository.create_execution(
+        label=label,
+        settings_snapshot=resolved.model_dump(mode="json"),
+        output_dir=str(output_dir),
+        temp_dir=str(temp_dir),
+        flow_run_id=str(flow_run.id) if flow_run.id else None,
+        rerun_of_id=rerun_of_id,
+    )
+    log_path = log_dir / f"{safe_name(label)}_{execution.id}.log"
+    repository.set_execution_log_path(execution.id, str(log_path))
+    slot_ids = repository.add_slots(execution.id, slots)
+    runtime = start_runtime(execution.id, resolved, credentials)
+    runtime.log_handler = open_job_log(log_path, debug=resolved.job.debug)
+    log_step(
+        f"job {execution.id} '{label}': {len(slot_ids)} slots x {resolved.images_per_slot} "
+        f"images, providers {resolved.providers.model_dump()}, pid {os.getpid()}",
+        step="initialize",
+        execution_id=execution.id,
+    )
+    return JobPlan(
+        execution_id=execution.id,
+        label=label,
+        slot_ids=slot_ids,
+        images_expected=len(slot_ids) * resolved.images_per_slot,
+        output_dir=str(output_dir),
+        temp_dir=str(temp_dir),
+        log_path=str(log_path),
+    )

@@ -1,0 +1,24 @@
+"""Flow-state hooks: a crashed or cancelled flow never leaves its execution `running`."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from genfactory.statuses import JobStatus
+from genfactory.storage import repository
+from genfactory.tasks.finish import close_runtime
+
+logger = logging.getLogger("genfactory.lifecycle")
+
+
+def mark_stopped(flow_run: Any, status: JobStatus, message: str) -> None:
+    """Record the final status of the execution started by `flow_run`, if still running."""
+    try:
+        execution = repository.find_execution_by_flow_run(str(flow_run.id))
+        if execution is None or execution.status != JobStatus.RUNNING:
+            return
+        repository.finish_execution(execution.id, status=status, error_message=message)
+        close_runtime(execution.id)
+    except Exception:  # a hook must never mask the original failure
+        logger.exception("could not record the end of flow run %s", getattr(flow_run, "id", "?"))

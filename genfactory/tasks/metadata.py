@@ -1,0 +1,75 @@
+"""The metadata step: title, description, keywords stored on the row and embedded in the file;
+then the image is approved."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import task
+
+from genfactory.errors import JobFatalError
+from genfactory.providers.base import ImageInput, MetadataRequest
+from genfactory.statuses import ImageStatus
+from genfactory.storage import repository
+from genfactory.tasks import imaging
+from genfactory.tasks.common import TASK_OPTIONS, scrub_errors, describe_error, error_code, log_step, timed
+from genfactory.tasks.runtime import get_runtime
+
+
+@task(name="metadata", **TASK_OPTIONS)
+@scrub_errors
+def describe_image(execution_id: int, image_id: int) -> bool:
+    """Generate (if `run_metadata_gen`) and embed metadata, then approve the image."""
+    runtime = get_runtime(execution_id)
+    settings = runtime.settings
+    image = repository.get_image(image_id)
+    final_path = Path(str(image.final_image_path))
+    metadata = image.image_metadata
+    with timed() as t:
+        if settings.metadata.run_metadata_gen and metadata is None:
+            request = MetadataRequest(
+                image=ImageInput(data=final_path.read_bytes(), media_type=image.media_type or ""),
+                prompt=image.generation_prompt,
+                keyword=image.keyword or "",
+            )
+            try:
+                metadata = runtime.provider("metadata").describe(request).as_dict()
+            except JobFatalError as exc:
+                runtime.stop(describe_error(exc))
+                raise
+            repository.update_image(image_id, image_metadata=metadata)
+        if metadata and settings.metadata.embed:
+            imaging.embed_file_metadata(
+                str(final_path),
+                str(metadata["title"]),
+                str(metadata["description"]),
+                list(metadata["keywords"]),
+            )
+    repository.update_image(image_id, status=ImageStatus.APPROVED, error=None, error_code=None)
+    log_step(
+        "approved" + (f": {metadata['title']}" if metadata else ""),
+        step="metadata",
+        slot=image.slot,
+        image_index=image.image_index,
+        duration_ms=t["ms"],
+    )
+    return True
+
+
+def record_image_failure(image_id: int, step: str, exc: BaseException) -> None:
+    """A step failed for good: the image is `failed` with the reason; its files stay listed."""
+    image = repository.get_image(image_id)
+    repository.update_image(
+        image_id,
+        status=ImageStatus.FAILED,
+        error=f"{step}: {describe_error(exc)}",
+        error_code=error_code(exc),
+    )
+    log_step(
+        f"failed for good: {describe_error(exc)}",
+        step=step,
+        slot=image.slot,
+        image_index=image.image_index,
+        error_code=error_code(exc),
+        level=40,
+    )

@@ -1,0 +1,130 @@
+"""The process step (SPEC §4): Pillow pipeline in the process pool, background removal between
+its two stages, near-duplicate filter, temp → output file move."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import task
+
+from genfactory.errors import ImageRejected, JobFatalError, ProviderError
+from genfactory.processing import find_near_duplicate
+from genfactory.providers.base import ImageInput
+from genfactory.statuses import ImageStatus
+from genfactory.storage import repository
+from genfactory.tasks import imaging
+from genfactory.tasks.common import TASK_OPTIONS, scrub_errors, describe_error, error_code, log_step, timed
+from genfactory.tasks.files import remove_quietly, safe_name
+from genfactory.tasks.runtime import JobRuntime, get_runtime
+
+
+@task(name="process", **TASK_OPTIONS)
+@scrub_errors
+def process_image(execution_id: int, image_id: int) -> bool:
+    """Write the processed file to the output directory; True when the image goes on.
+
+    Afterwards the image lives in exactly one place: `final_image_path` is set, the temp file
+    is removed. A rejected or failed image keeps its temp file for a later retry.
+    """
+    runtime = get_runtime(execution_id)
+    settings = runtime.settings
+    options = settings.processing
+    image = repository.get_image(image_id)
+    source = str(image.temp_image_path)
+    stem = f"{safe_name(str(settings.job.label))}_{image.slot}_{image.image_index}"
+    output_dir = str(settings.job.output_dir)
+    used = options.model_dump(mode="json")
+    note = None
+    with timed() as t:
+        try:
+            if options.remove_bg and settings.providers.background != "none":
+                prepared = imaging.run_in_pool(
+                    imaging.prepare_file, source, used, options.max_image_pixels
+                )
+                cutout, note = _remove_background(runtime, prepared)
+                if cutout is None:
+                    repository.update_image(
+                        image_id,
+                        status=ImageStatus.FAILED,
+                        error=f"background removal failed: {note}",
+                        error_code="remove_bg",
+                        processing_settings=used,
+                    )
+                    log_step(f"failed: {note}", step="process", sub_step="remove_bg",
+                             slot=image.slot, image_index=image.image_index, error_code="remove_bg")
+                    return False
+                outcome = imaging.run_in_pool(imaging.finish_to_file, cutout, output_dir, stem, used)
+            else:
+                outcome = imaging.run_in_pool(imaging.finish_to_file, source, output_dir, stem, used)
+        except ImageRejected as exc:
+            repository.update_image(
+                image_id,
+                status=ImageStatus.FAILED,
+                error=describe_error(exc),
+                error_code=error_code(exc),
+                processing_settings=used,
+            )
+            log_step(f"failed: {describe_error(exc)}", step="process", slot=image.slot,
+                     image_index=image.image_index, error_code=error_code(exc))
+            return False
+
+    phash = int(outcome["phash"])
+    duplicate_of = _claim_hash(runtime, image_id, phash, outcome, used)
+    if duplicate_of is not None:
+        remove_quietly(outcome["path"])
+        reason = f"near-duplicate of {duplicate_of}"
+        repository.update_image(image_id, status=ImageStatus.QC_FAILED, qc_reason=reason)
+        log_step(f"rejected: {reason}", step="process", sub_step="dedupe", slot=image.slot,
+                 image_index=image.image_index)
+        return False
+    remove_quietly(source)
+    log_step(
+        f"{Path(outcome['path']).name} {outcome['width']}x{outcome['height']}"
+        + (f" ({note})" if note else ""),
+        step="process",
+        slot=image.slot,
+        image_index=image.image_index,
+        duration_ms=t["ms"],
+    )
+    return True
+
+
+def _remove_background(runtime: JobRuntime, prepared: bytes) -> tuple[bytes | None, str | None]:
+    """(cutout PNG, note). Soft failure mode keeps the image; `fail` returns (None, reason)."""
+    try:
+        result = runtime.provider("background").remove_background(
+            ImageInput(data=prepared, media_type="image/png")
+        )
+    except JobFatalError as exc:
+        runtime.stop(describe_error(exc))
+        raise
+    except ProviderError as exc:
+        if runtime.settings.processing.remove_bg_failure_mode == "fail":
+            return None, describe_error(exc)
+        return prepared, f"background kept: {describe_error(exc)}"
+    return result.data, result.note
+
+
+def _claim_hash(
+    runtime: JobRuntime, image_id: int, phash: int, outcome: dict[str, object], used: dict[str, object]
+) -> int | None:
+    """Record the processed file, unless it nearly duplicates an earlier image (then its id)."""
+    options = runtime.settings.processing
+    with runtime.dedupe_lock:
+        if options.near_duplicate_threshold > 0:
+            scope = runtime.execution_id if options.near_duplicate_scope == "job" else None
+            earlier = [(other, int(h, 16)) for other, h in repository.image_hashes(scope)]
+            duplicate_of = find_near_duplicate(phash, earlier, options.near_duplicate_threshold)
+            if duplicate_of is not None:
+                return duplicate_of
+        repository.update_image(
+            image_id,
+            final_image_path=str(outcome["path"]),
+            temp_image_path=None,
+            width=outcome["width"],
+            height=outcome["height"],
+            media_type=f"image/{'jpeg' if outcome['format'] == 'jpg' else outcome['format']}",
+            phash=format(phash, "016x"),
+            processing_settings=used,
+        )
+    return None

@@ -1,0 +1,67 @@
+"""Job progress: a Prefect progress artifact plus in-process events (CLI progress bar)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+
+from genfactory.progress import ProgressEvent, job_fraction, publish
+
+logger = logging.getLogger("genfactory.progress")
+
+
+@dataclass
+class JobProgress:
+    execution_id: int
+    label: str
+    total_slots: int
+    artifact_id: str | None = None
+    done_slots: int = 0
+
+
+def start_progress(execution_id: int, label: str, total_slots: int) -> JobProgress:
+    """Initialisation done: 20 %."""
+    state = JobProgress(execution_id=execution_id, label=label, total_slots=total_slots)
+    try:
+        artifact = create_progress_artifact(
+            progress=_percent(0, total_slots),
+            key=f"job-{execution_id}-progress",
+            description=f"Job {execution_id} '{label}': {total_slots} generation slots",
+        )
+        state.artifact_id = str(artifact) if artifact else None
+    except Exception as exc:  # the API may be gone at exit; our store is the truth
+        logger.debug("progress artifact not created: %s", exc)
+    _publish(state, "initialized")
+    return state
+
+
+def advance(state: JobProgress, message: str = "") -> None:
+    """One more slot finished."""
+    state.done_slots += 1
+    if state.artifact_id:
+        try:
+            update_progress_artifact(
+                state.artifact_id, progress=_percent(state.done_slots, state.total_slots)
+            )
+        except Exception as exc:
+            logger.debug("progress artifact not updated: %s", exc)
+    _publish(state, message)
+
+
+def _percent(done: int, total: int) -> float:
+    return min(100.0, round(job_fraction(done, total) * 100, 2))
+
+
+def _publish(state: JobProgress, message: str) -> None:
+    publish(
+        ProgressEvent(
+            execution_id=state.execution_id,
+            label=state.label,
+            done_slots=state.done_slots,
+            total_slots=state.total_slots,
+            fraction=job_fraction(state.done_slots, state.total_slots),
+            message=message,
+        )
+    )
