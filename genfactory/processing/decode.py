@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from functools import cache
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -22,6 +23,13 @@ MIN_SIDE = 16
 _ANIMATION_FORMATS = {"GIF", "WEBP", "PNG", "AVIF"}
 
 _PNG_IEND = b"IEND\xaeB`\x82"
+
+
+@cache
+def _formats() -> tuple[str, ...]:
+    # Image.open raises KeyError for a format this Pillow build has no plugin for (AVIF).
+    Image.init()
+    return tuple(name for name in ACCEPTED_FORMATS if name in Image.OPEN)
 
 
 def _unidentified_reason(data: bytes) -> str:
@@ -47,7 +55,7 @@ def open_image(data: bytes, *, max_pixels: int) -> Image.Image:
     if not data:
         raise ImageRejected("image file is empty (0 bytes)")
     try:
-        image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
+        image = Image.open(io.BytesIO(data), formats=_formats())
     except Image.DecompressionBombError as exc:
         raise ImageRejected(f"decompression bomb guard: {exc}") from None
     except UnidentifiedImageError:

@@ -98,7 +98,10 @@ def _discard_pool(broken: ProcessPoolExecutor) -> None:
 
 
 def shutdown_pool() -> None:
-    """Stop the worker processes (waiting for running work); the next call starts a new pool."""
+    """Stop the workers after the running calls; queued calls get CancelledError.
+
+    The next `run_in_pool` starts a new pool.
+    """
     global _pool
     with _pool_lock:
         pool, _pool = _pool, None
