@@ -103,10 +103,24 @@ def run(
         return resolved
 
     settings = guarded(_load)
+    if not verbose:
+        _quiet_console_logs()
     summary = guarded(lambda: _run_with_progress(settings))
     _print_summary(summary)
     if summary["status"] != "completed":
         raise typer.Exit(1)
+
+
+def _quiet_console_logs() -> None:
+    """Run logs go to the job's log file; the terminal shows the progress bar and warnings."""
+    import logging
+
+    for name in (None, "prefect", "prefect.flow_runs", "prefect.task_runs", "genfactory"):
+        for handler in logging.getLogger(name).handlers:
+            if isinstance(handler, logging.StreamHandler) and not isinstance(
+                handler, logging.FileHandler
+            ):
+                handler.setLevel(logging.WARNING)
 
 
 def _run_with_progress(settings: Any) -> dict[str, Any]:
@@ -179,10 +193,10 @@ def _print_summary(summary: dict[str, Any]) -> None:
             f"{image.qc_reason or image.error}",
             highlight=False,
         )
-    console.print(f"Approved images: [bold]{summary['output_dir']}[/]", highlight=False)
-    console.print(f"Temp (QC-failed, not processed): {summary['temp_dir']}", highlight=False)
-    console.print(f"Store: {describe_url(database_url())}", highlight=False)
-    console.print(f"Log: {summary['log_path']}", highlight=False)
+    console.print(f"Approved images: [bold]{summary['output_dir']}[/]", highlight=False, soft_wrap=True)
+    console.print(f"Temp (QC-failed, not processed): {summary['temp_dir']}", highlight=False, soft_wrap=True)
+    console.print(f"Store: {describe_url(database_url())}", highlight=False, soft_wrap=True)
+    console.print(f"Log: {summary['log_path']}", highlight=False, soft_wrap=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -199,8 +213,12 @@ def jobs_list(
 
     executions = guarded(lambda: repository.list_executions(limit=limit, status=status))
     table = Table(title="Jobs")
-    for column in ("id", "label", "status", "total", "approved", "qc_failed", "failed", "started"):
-        table.add_column(column, justify="right" if column in {"id", "total"} else "left")
+    table.add_column("id", justify="right", no_wrap=True)
+    table.add_column("label", overflow="fold", min_width=19)
+    table.add_column("status", no_wrap=True)
+    for column in ("total", "approved", "qc_failed", "failed"):
+        table.add_column(column, justify="right", no_wrap=True)
+    table.add_column("started", no_wrap=True)
     for e in executions:
         table.add_row(
             str(e.id),
@@ -210,7 +228,7 @@ def jobs_list(
             str(e.approved_images),
             str(e.qc_failed_images),
             str(e.failed_images),
-            e.started_at.astimezone().strftime("%Y-%m-%d %H:%M:%S") if e.started_at else "",
+            e.started_at.astimezone().strftime("%m-%d %H:%M") if e.started_at else "",
         )
     console.print(table)
 
@@ -227,8 +245,8 @@ def jobs_show(job_id: Annotated[int, typer.Argument(help="Job (execution) id.")]
     table.add_column("value")
     rows: list[tuple[str, Any]] = [
         ("status", e.status),
-        ("started", e.started_at),
-        ("completed", e.completed_at),
+        ("started", _when(e.started_at)),
+        ("completed", _when(e.completed_at)),
         ("images", ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"),
         ("error", e.error_message or ""),
         ("output dir", e.output_dir),
@@ -248,6 +266,10 @@ def jobs_show(job_id: Annotated[int, typer.Argument(help="Job (execution) id.")]
     console.print(table)
 
 
+def _when(moment: Any) -> str:
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S") if moment else ""
+
+
 @images_app.command("list")
 def images_list(
     job: Annotated[int | None, typer.Option("--job", help="Only this job's images.")] = None,
@@ -263,8 +285,10 @@ def images_list(
         )
     images = guarded(lambda: repository.list_images(execution_id=job, status=status, limit=limit))
     table = Table(title="Images")
-    for column in ("id", "job", "slot", "idx", "status", "file", "reason / title"):
-        table.add_column(column)
+    for column in ("id", "job", "slot", "idx", "status"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("file", overflow="fold")
+    table.add_column("reason / title")
     for image in images:
         detail = image.qc_reason or image.error or ""
         if image.image_metadata and not detail:
@@ -288,7 +312,7 @@ def stats() -> None:
     from genfactory.storage.db import database_url, describe_url
 
     data = guarded(repository.stats)
-    table = Table(title=f"Store {describe_url(database_url())}")
+    table = Table(title="Store", caption=describe_url(database_url()))
     table.add_column("what")
     table.add_column("status")
     table.add_column("count", justify="right")

@@ -1,4 +1,5 @@
-"""API keys at run time: from the environment, else from Prefect Secret blocks.
+"""API keys at run time: from the environment, else from Prefect Secret blocks (when a Prefect
+server is configured with PREFECT_API_URL).
 
 Keys are loaded inside tasks, never passed as parameters or stored (a Secret block referenced in
 a deployment's job variables would be resolved at deploy time and stored in plain text).
@@ -7,6 +8,7 @@ a deployment's job variables would be resolved at deploy time and stored in plai
 from __future__ import annotations
 
 import logging
+import os
 
 from genfactory.config import Credentials, Settings
 from genfactory.providers.registry import REQUIRED_KEYS, ROLES, provider_name
@@ -51,6 +53,10 @@ def load_credentials(settings: Settings) -> Credentials:
 
 
 def _load_block(name: str) -> str | None:
+    if not os.environ.get("PREFECT_API_URL"):
+        # Only a Prefect server holds blocks worth asking for; starting the ephemeral API just
+        # to learn that a key is missing would cost ~10 s before the error.
+        return None
     try:
         from prefect.blocks.system import Secret
 
