@@ -193,8 +193,12 @@ def _print_summary(summary: dict[str, Any]) -> None:
             f"{image.qc_reason or image.error}",
             highlight=False,
         )
-    console.print(f"Approved images: [bold]{summary['output_dir']}[/]", highlight=False, soft_wrap=True)
-    console.print(f"Temp (QC-failed, not processed): {summary['temp_dir']}", highlight=False, soft_wrap=True)
+    console.print(
+        f"Approved images: [bold]{summary['output_dir']}[/]", highlight=False, soft_wrap=True
+    )
+    console.print(
+        f"Temp (QC-failed, not processed): {summary['temp_dir']}", highlight=False, soft_wrap=True
+    )
     console.print(f"Store: {describe_url(database_url())}", highlight=False, soft_wrap=True)
     console.print(f"Log: {summary['log_path']}", highlight=False, soft_wrap=True)
 

@@ -117,7 +117,9 @@ class _Section(BaseModel):
 
 
 class JobSection(_Section):
-    count: int = Field(1, ge=1, description="Generation slots (prompts sent to the image provider).")
+    count: int = Field(
+        1, ge=1, description="Generation slots (prompts sent to the image provider)."
+    )
     variations: int = Field(
         1, ge=1, le=20, description="Images per generation for providers with `n` (Midjourney: 4)."
     )
@@ -290,6 +292,12 @@ class ConcurrencySection(_Section):
     openai: int = Field(8, ge=1, le=64)
     sdwebui: int = Field(1, ge=1, le=64)
     removebg: int = Field(4, ge=1, le=64)
+    scope: Literal["auto", "process", "prefect"] = Field(
+        "auto",
+        description="Where the caps hold: prefect = Prefect global concurrency limits (across "
+        "workers and jobs; ~0.1-5 s per call on a busy server), process = this process only, "
+        "auto = prefect when a Prefect server is configured (PREFECT_API_URL).",
+    )
 
 
 class Settings(BaseModel):
@@ -308,16 +316,14 @@ class Settings(BaseModel):
     piapi: PiAPISection = Field(default_factory=PiAPISection)  # type: ignore[arg-type]
     runware: RunwareSection = Field(default_factory=RunwareSection)  # type: ignore[arg-type]
     sdwebui: SDWebUISection = Field(default_factory=SDWebUISection)  # type: ignore[arg-type]
-    removebg: RemoveBGSection = Field(default_factory=RemoveBGSection)
+    removebg: RemoveBGSection = Field(default_factory=RemoveBGSection)  # type: ignore[arg-type]
     concurrency: ConcurrencySection = Field(default_factory=ConcurrencySection)  # type: ignore[arg-type]
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Settings:
         total = self.job.count * self.job.variations
         if total > 10_000:
-            raise ValueError(
-                f"job.count x job.variations = {total}; at most 10,000 images per job"
-            )
+            raise ValueError(f"job.count x job.variations = {total}; at most 10,000 images per job")
         if self.metadata.min_keywords > self.metadata.max_keywords:
             raise ValueError("metadata.min_keywords must not exceed metadata.max_keywords")
         return self
@@ -415,8 +421,7 @@ def _set_dotted(target: dict[str, Any], dotted: str, value: Any, source: str) ->
     known = _section_model(section).model_fields
     if name not in known:
         raise ConfigError(
-            f"{source}: unknown setting {dotted!r}; settings in [{section}]: "
-            f"{', '.join(known)}"
+            f"{source}: unknown setting {dotted!r}; settings in [{section}]: {', '.join(known)}"
         )
     target.setdefault(section, {})[name] = value
 
@@ -546,9 +551,9 @@ _MISSING = object()
 
 def _lookup(data: Any, path: list[Any]) -> Any:
     for part in path:
-        if isinstance(data, Mapping) and part in data:
-            data = data[part]
-        elif isinstance(data, list) and isinstance(part, int) and part < len(data):
+        if (isinstance(data, Mapping) and part in data) or (
+            isinstance(data, list) and isinstance(part, int) and part < len(data)
+        ):
             data = data[part]
         else:
             return _MISSING

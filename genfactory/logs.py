@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Any
 
 REDACTED = "[REDACTED]"
-STRUCTURED_FIELDS = ("step", "sub_step", "execution_id", "slot", "image_index", "duration_ms", "error_code")
+STRUCTURED_FIELDS = (
+    "step",
+    "sub_step",
+    "execution_id",
+    "slot",
+    "image_index",
+    "duration_ms",
+    "error_code",
+)
 
 _secrets: set[str] = set()
 _pattern: re.Pattern[str] | None = None

@@ -16,7 +16,7 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("GENFACTORY_PROCESS_POOL", "0")
 
-from genfactory.storage.db import dispose_engines  # noqa: E402
+from genfactory.storage.db import dispose_engines
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "GENFACTORY_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

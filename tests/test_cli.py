@@ -42,23 +42,24 @@ def _bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
             ["--keywords", str(csv), "--set", f"prompts.template={template}"],
             "Colour",
         ),
-        "aspect ratio 16-9": (
-            ["--keywords", kw, "--set", "generation.aspect_ratios=16-9"], "16-9"
-        ),
+        "aspect ratio 16-9": (["--keywords", kw, "--set", "generation.aspect_ratios=16-9"], "16-9"),
         "aspect ratio 0:1": (["--keywords", kw, "--set", "generation.aspect_ratios=0:1"], "0:1"),
         "jpg_quality 0": (["--keywords", kw, "--set", "processing.jpg_quality=0"], "jpg_quality"),
         "jpg_quality 101": (
-            ["--keywords", kw, "--set", "processing.jpg_quality=101"], "jpg_quality"
+            ["--keywords", kw, "--set", "processing.jpg_quality=101"],
+            "jpg_quality",
         ),
         "count 0": (["--keywords", kw, "--count", "0"], "job.count = 0"),
         "unknown provider": (["--keywords", kw, "--set", "providers.image=dalle"], "dalle"),
         "unknown key in settings file": (["--config", str(unknown_key)], "jpeg_quality"),
         "unwritable output dir": (
-            ["--keywords", kw, "--output-dir", str(blocker / "out")], "cannot be written"
+            ["--keywords", kw, "--output-dir", str(blocker / "out")],
+            "cannot be written",
         ),
         "no keywords at all": ([], "no keywords file"),
         "remote provider without key": (
-            ["--keywords", kw, "--set", "providers.image=piapi"], "PIAPI_API_KEY"
+            ["--keywords", kw, "--set", "providers.image=piapi"],
+            "PIAPI_API_KEY",
         ),
     }
 
@@ -105,9 +106,17 @@ def test_settings_command_prints_a_loadable_template(tmp_path: Path) -> None:
 @pytest.mark.usefixtures("prefect_harness")
 def test_run_then_jobs_list_shows_the_counts(tmp_path: Path) -> None:
     code, output = invoke(
-        "run", "--config", str(EXAMPLES / "job.toml"), "--count", "2",
-        "--output-dir", str(tmp_path / "out"), "--label", "cli-test",
-        "--set", "generation.local_long_side=512",
+        "run",
+        "--config",
+        str(EXAMPLES / "job.toml"),
+        "--count",
+        "2",
+        "--output-dir",
+        str(tmp_path / "out"),
+        "--label",
+        "cli-test",
+        "--set",
+        "generation.local_long_side=512",
     )
     assert code == 0, output
     execution = repository.list_executions()[0]
@@ -119,6 +128,9 @@ def test_run_then_jobs_list_shows_the_counts(tmp_path: Path) -> None:
     row = next(line for line in listing.splitlines() if "cli-test" in line)
     cells = [c.strip() for c in row.split("│") if c.strip()]
     assert cells[2:7] == [
-        "completed", "8", str(execution.approved_images), str(execution.qc_failed_images),
+        "completed",
+        "8",
+        str(execution.approved_images),
+        str(execution.qc_failed_images),
         str(execution.failed_images),
     ]

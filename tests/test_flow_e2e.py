@@ -167,9 +167,7 @@ def recorder(monkeypatch: pytest.MonkeyPatch) -> type[_Recorder]:
     _Recorder.calls = []
     _Recorder.fail_when = _Recorder.leak = None
     _Recorder.delay = 0.0
-    monkeypatch.setitem(
-        registry.PROVIDERS, ("image", "local"), f"{__name__}:_Recorder"
-    )
+    monkeypatch.setitem(registry.PROVIDERS, ("image", "local"), f"{__name__}:_Recorder")
     return _Recorder
 
 
@@ -178,8 +176,12 @@ def test_concurrency_cap_is_respected(tmp_path: Path, recorder: type[_Recorder])
     recorder.delay = 3.0
     settings = job_settings(
         tmp_path,
-        **{"job.count": 7, "job.max_concurrency": 3, "qc.run_quality_check": False,
-           "metadata.run_metadata_gen": False},
+        **{
+            "job.count": 7,
+            "job.max_concurrency": 3,
+            "qc.run_quality_check": False,
+            "metadata.run_metadata_gen": False,
+        },
     )
     generate_job(settings)
     assert len(recorder.calls) == 7
@@ -192,15 +194,22 @@ def test_one_failing_slot_leaves_the_others_approved(
     recorder.fail_when = "lemon"
     settings = job_settings(
         tmp_path,
-        **{"job.count": 4, "qc.run_quality_check": False, "generation.retries": 1,
-           "generation.retry_backoff_seconds": 0},
+        **{
+            "job.count": 4,
+            "qc.run_quality_check": False,
+            "generation.retries": 1,
+            "generation.retry_backoff_seconds": 0,
+        },
     )
     summary = generate_job(settings)
     execution = repository.get_execution(summary["execution_id"])
     assert execution.status == JobStatus.COMPLETED
     slots = repository.list_slots(execution.id)
     assert [s.status for s in slots] == [
-        SlotStatus.GENERATED, SlotStatus.FAILED, SlotStatus.GENERATED, SlotStatus.FAILED
+        SlotStatus.GENERATED,
+        SlotStatus.FAILED,
+        SlotStatus.GENERATED,
+        SlotStatus.FAILED,
     ]
     assert "refused this prompt" in str(slots[1].error)
     assert slots[1].error_code == "content_rejected"
@@ -211,7 +220,9 @@ def test_one_failing_slot_leaves_the_others_approved(
 
 
 def test_no_secret_reaches_store_logs_artifacts_or_files(
-    tmp_path: Path, recorder: type[_Recorder], monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    recorder: type[_Recorder],
+    monkeypatch: pytest.MonkeyPatch,
     isolated_store: Path,
 ) -> None:
     secrets = {

@@ -54,9 +54,22 @@ def test_migrations_create_the_spec_tables() -> None:
     tables = set(inspect(get_engine()).get_table_names())
     assert {"job_configurations", "job_executions", "generated_images", "alembic_version"} <= tables
     columns = {c["name"] for c in inspect(get_engine()).get_columns("generated_images")}
-    for name in ("image_mapping_id", "execution_id", "slot", "generation_prompt", "seed",
-                 "status", "qc_reason", "temp_image_path", "final_image_path", "metadata",
-                 "processing_settings", "error", "created_at", "updated_at"):
+    for name in (
+        "image_mapping_id",
+        "execution_id",
+        "slot",
+        "generation_prompt",
+        "seed",
+        "status",
+        "qc_reason",
+        "temp_image_path",
+        "final_image_path",
+        "metadata",
+        "processing_settings",
+        "error",
+        "created_at",
+        "updated_at",
+    ):
         assert name in columns
 
 
@@ -73,7 +86,10 @@ def test_concurrent_writers_never_see_database_is_locked() -> None:
 def test_deleting_an_execution_cascades_to_its_images() -> None:
     execution = _execution()
     repository.add_image(
-        execution_id=execution.id, slot=0, image_index=0, generation_prompt="p",
+        execution_id=execution.id,
+        slot=0,
+        image_index=0,
+        generation_prompt="p",
         temp_image_path="/t/a.png",
     )
     with get_engine().begin() as conn:
@@ -89,7 +105,10 @@ def test_each_execution_gets_its_own_configuration_row() -> None:
 def test_finish_without_approved_images_is_failed() -> None:
     execution = _execution()
     image = repository.add_image(
-        execution_id=execution.id, slot=0, image_index=0, generation_prompt="p",
+        execution_id=execution.id,
+        slot=0,
+        image_index=0,
+        generation_prompt="p",
         temp_image_path="/t/a.png",
     )
     repository.update_image(image.id, status=ImageStatus.QC_FAILED, qc_reason="blank")
@@ -101,7 +120,10 @@ def test_finish_without_approved_images_is_failed() -> None:
 def test_unknown_field_updates_are_refused() -> None:
     execution = _execution()
     image = repository.add_image(
-        execution_id=execution.id, slot=0, image_index=0, generation_prompt="p",
+        execution_id=execution.id,
+        slot=0,
+        image_index=0,
+        generation_prompt="p",
         temp_image_path="/t/a.png",
     )
     with pytest.raises(ValueError, match="execution_id"):

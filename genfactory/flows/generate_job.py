@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow, task
-from prefect.futures import as_completed
+from prefect.futures import PrefectFuture, as_completed
 from prefect.runtime import flow_run
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -110,13 +110,20 @@ def generate_job(settings: Settings) -> dict[str, Any]:
         for index, slot_id in enumerate(plan.slot_ids)
     ]
     try:
+        runner: ThreadPoolTaskRunner[Any]
         with ThreadPoolTaskRunner(max_workers=settings.job.max_concurrency) as runner:
-            futures = [runner.submit(run_slot, parameters) for parameters in slots]
+            futures: list[PrefectFuture[Any]] = [
+                runner.submit(run_slot, parameters)  # type: ignore[arg-type]
+                for parameters in slots
+            ]
             for future in as_completed(futures):
                 state = future.state
                 advance(progress, "" if state.is_completed() else f"slot error: {state.message}")
     except BaseException as exc:
-        mark_stopped(flow_run, JobStatus.CANCELLED if isinstance(exc, KeyboardInterrupt)
-                     else JobStatus.FAILED, describe_error(exc))
+        mark_stopped(
+            flow_run,
+            JobStatus.CANCELLED if isinstance(exc, KeyboardInterrupt) else JobStatus.FAILED,
+            describe_error(exc),
+        )
         raise
     return finish_job(plan.execution_id)

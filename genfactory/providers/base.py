@@ -10,8 +10,9 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, ContextManager, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 # ---------------------------------------------------------------------------------------------
 # Values passed to and from providers
@@ -170,7 +171,7 @@ class Usage:
 class Limiter(Protocol):
     """Returns a context manager holding one of the service's concurrency slots."""
 
-    def __call__(self, service: str) -> ContextManager[None]: ...
+    def __call__(self, service: str) -> AbstractContextManager[None]: ...
 
 
 class LocalLimiter:
@@ -189,6 +190,6 @@ class LocalLimiter:
             yield
 
 
-def no_limit(service: str) -> ContextManager[None]:
+def no_limit(service: str) -> AbstractContextManager[None]:
     """A limiter that never waits (local engines, tests)."""
     return contextlib.nullcontext()

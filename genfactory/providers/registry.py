@@ -50,6 +50,7 @@ def key_required(settings: Settings, role: str, name: str) -> bool:
         return urlsplit(settings.openai.base_url).hostname == "api.openai.com"
     return (role, name) in REQUIRED_KEYS
 
+
 ROLES = ("prompt", "image", "qc", "background", "metadata")
 
 

@@ -25,7 +25,11 @@ _PG_MIGRATION_LOCK = 7_311_042
 def data_dir() -> Path:
     """Where the store, temp files, outputs and logs live unless configured otherwise."""
     configured = os.environ.get("GENFACTORY_DATA_DIR", "").strip()
-    path = Path(configured).expanduser() if configured else Path(platformdirs.user_data_dir("genfactory"))
+    path = (
+        Path(configured).expanduser()
+        if configured
+        else Path(platformdirs.user_data_dir("genfactory"))
+    )
     return path
 
 

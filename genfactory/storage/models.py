@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -23,7 +23,7 @@ def new_mapping_id() -> str:
 
 
 class Base(DeclarativeBase):
-    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, list[Any]: JSON}
 
 
 class JobConfiguration(Base):
@@ -86,12 +86,12 @@ class GenerationSlot(Base):
     """One prompt sent to the image provider; the unit a resume picks up from."""
 
     __tablename__ = "generation_slots"
-    __table_args__ = (Index("ix_generation_slots_execution_slot", "execution_id", "slot", unique=True),)
+    __table_args__ = (
+        Index("ix_generation_slots_execution_slot", "execution_id", "slot", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    execution_id: Mapped[int] = mapped_column(
-        ForeignKey("job_executions.id", ondelete="CASCADE")
-    )
+    execution_id: Mapped[int] = mapped_column(ForeignKey("job_executions.id", ondelete="CASCADE"))
     slot: Mapped[int] = mapped_column(Integer)
     keyword: Mapped[str] = mapped_column(Text)
     variables: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
@@ -120,9 +120,7 @@ class GeneratedImage(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     image_mapping_id: Mapped[str] = mapped_column(String(64), unique=True, default=new_mapping_id)
-    execution_id: Mapped[int] = mapped_column(
-        ForeignKey("job_executions.id", ondelete="CASCADE")
-    )
+    execution_id: Mapped[int] = mapped_column(ForeignKey("job_executions.id", ondelete="CASCADE"))
     slot: Mapped[int] = mapped_column(Integer)
     image_index: Mapped[int] = mapped_column(Integer, default=0)
     generation_prompt: Mapped[str] = mapped_column(Text)

@@ -171,9 +171,7 @@ def get_execution(execution_id: int) -> ExecutionRecord:
 
 def find_execution_by_flow_run(flow_run_id: str) -> ExecutionRecord | None:
     with _session() as s:
-        row = s.scalars(
-            select(JobExecution).where(JobExecution.flow_run_id == flow_run_id)
-        ).first()
+        row = s.scalars(select(JobExecution).where(JobExecution.flow_run_id == flow_run_id)).first()
         return None if row is None else _record(ExecutionRecord, row)
 
 
@@ -208,9 +206,7 @@ def finish_execution(
     if status is None:
         status = JobStatus.COMPLETED if approved else JobStatus.FAILED
         if not approved and error_message is None:
-            error_message = "no image was approved" + (
-                "" if counts else ": no image was generated"
-            )
+            error_message = "no image was approved" + ("" if counts else ": no image was generated")
     with _session() as s:
         row = s.get(JobExecution, execution_id)
         if row is None:
@@ -408,7 +404,7 @@ def image_hashes(execution_id: int | None) -> list[tuple[int, str]]:
         )
         if execution_id is not None:
             query = query.where(GeneratedImage.execution_id == execution_id)
-        return [(image_id, phash) for image_id, phash in s.execute(query)]
+        return [(image_id, str(phash)) for image_id, phash in s.execute(query)]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,8 @@ def finish_job(execution_id: int, cancelled: bool = False) -> dict[str, Any]:
     log_step(
         f"job {execution_id} {execution.status}: {execution.approved_images} approved, "
         f"{execution.qc_failed_images} qc_failed, {execution.failed_images} failed of "
-        f"{execution.total_images}" + (f" — {execution.error_message}" if execution.error_message else ""),
+        f"{execution.total_images}"
+        + (f" — {execution.error_message}" if execution.error_message else ""),
         step="finish",
         execution_id=execution_id,
     )
@@ -87,11 +89,10 @@ def _summary_artifact(execution_id: int, summary: dict[str, Any]) -> None:
         f"{summary['approved']} approved, {summary['qc_failed']} qc_failed, "
         f"{summary['failed']} failed of {summary['total']}. Output: {summary['output_dir']}"
     )
-    try:
+    # The API may already be shutting down; the store has everything.
+    with contextlib.suppress(Exception):
         create_table_artifact(
             table=redact_value(rows),
             key=f"job-{execution_id}-summary",
             description=str(redact_value(description)),
         )
-    except Exception:  # the API may already be shutting down; the store has everything
-        pass

@@ -11,7 +11,14 @@ from genfactory.errors import GenfactoryError, JobFatalError, MalformedResponse
 from genfactory.providers.base import GenerationRequest, PromptRequest
 from genfactory.statuses import SlotStatus
 from genfactory.storage import repository
-from genfactory.tasks.common import TASK_OPTIONS, scrub_errors, describe_error, error_code, log_step, timed
+from genfactory.tasks.common import (
+    TASK_OPTIONS,
+    describe_error,
+    error_code,
+    log_step,
+    scrub_errors,
+    timed,
+)
 from genfactory.tasks.files import atomic_write_bytes, safe_name, sniff_media_type
 from genfactory.tasks.runtime import get_runtime
 

@@ -18,7 +18,7 @@ from genfactory.logs import open_job_log, register_secrets
 from genfactory.providers.registry import check_credentials
 from genfactory.storage import repository
 from genfactory.storage.db import data_dir
-from genfactory.tasks.common import TASK_OPTIONS, scrub_errors, log_step
+from genfactory.tasks.common import TASK_OPTIONS, log_step, scrub_errors
 from genfactory.tasks.files import safe_name
 from genfactory.tasks.runtime import start_runtime
 from genfactory.tasks.secrets import load_credentials
@@ -66,7 +66,9 @@ def slot_size(settings: Settings, slot: int, aspect_ratio: str) -> tuple[int, in
     return width, height
 
 
-def prepare(settings: Settings, credentials: Credentials | None = None) -> tuple[Settings, list[dict[str, object]], Path, Path]:
+def prepare(
+    settings: Settings, credentials: Credentials | None = None
+) -> tuple[Settings, list[dict[str, object]], Path, Path]:
     """Every check that can fail on user input, before anything is created."""
     credentials = credentials or load_credentials(settings)
     register_secrets(credentials.secret_values())
@@ -89,7 +91,9 @@ def prepare(settings: Settings, credentials: Credentials | None = None) -> tuple
         Path(settings.job.output_dir or data_dir() / "output"), "output directory", "--output-dir"
     )
     temp_dir = ensure_writable_dir(
-        Path(settings.job.temp_dir or data_dir() / "temp"), "temp directory", "--set job.temp_dir=DIR"
+        Path(settings.job.temp_dir or data_dir() / "temp"),
+        "temp directory",
+        "--set job.temp_dir=DIR",
     )
     label = settings.job.label or default_label()
     resolved = settings.model_copy(

@@ -12,7 +12,14 @@ from genfactory.providers.base import ImageInput, MetadataRequest
 from genfactory.statuses import ImageStatus
 from genfactory.storage import repository
 from genfactory.tasks import imaging
-from genfactory.tasks.common import TASK_OPTIONS, scrub_errors, describe_error, error_code, log_step, timed
+from genfactory.tasks.common import (
+    TASK_OPTIONS,
+    describe_error,
+    error_code,
+    log_step,
+    scrub_errors,
+    timed,
+)
 from genfactory.tasks.runtime import get_runtime
 
 

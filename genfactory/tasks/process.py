@@ -13,7 +13,14 @@ from genfactory.providers.base import ImageInput
 from genfactory.statuses import ImageStatus
 from genfactory.storage import repository
 from genfactory.tasks import imaging
-from genfactory.tasks.common import TASK_OPTIONS, scrub_errors, describe_error, error_code, log_step, timed
+from genfactory.tasks.common import (
+    TASK_OPTIONS,
+    describe_error,
+    error_code,
+    log_step,
+    scrub_errors,
+    timed,
+)
 from genfactory.tasks.files import remove_quietly, safe_name
 from genfactory.tasks.runtime import JobRuntime, get_runtime
 
@@ -50,12 +57,22 @@ def process_image(execution_id: int, image_id: int) -> bool:
                         error_code="remove_bg",
                         processing_settings=used,
                     )
-                    log_step(f"failed: {note}", step="process", sub_step="remove_bg",
-                             slot=image.slot, image_index=image.image_index, error_code="remove_bg")
+                    log_step(
+                        f"failed: {note}",
+                        step="process",
+                        sub_step="remove_bg",
+                        slot=image.slot,
+                        image_index=image.image_index,
+                        error_code="remove_bg",
+                    )
                     return False
-                outcome = imaging.run_in_pool(imaging.finish_to_file, cutout, output_dir, stem, used)
+                outcome = imaging.run_in_pool(
+                    imaging.finish_to_file, cutout, output_dir, stem, used
+                )
             else:
-                outcome = imaging.run_in_pool(imaging.finish_to_file, source, output_dir, stem, used)
+                outcome = imaging.run_in_pool(
+                    imaging.finish_to_file, source, output_dir, stem, used
+                )
         except ImageRejected as exc:
             repository.update_image(
                 image_id,
@@ -64,8 +81,13 @@ def process_image(execution_id: int, image_id: int) -> bool:
                 error_code=error_code(exc),
                 processing_settings=used,
             )
-            log_step(f"failed: {describe_error(exc)}", step="process", slot=image.slot,
-                     image_index=image.image_index, error_code=error_code(exc))
+            log_step(
+                f"failed: {describe_error(exc)}",
+                step="process",
+                slot=image.slot,
+                image_index=image.image_index,
+                error_code=error_code(exc),
+            )
             return False
 
     phash = int(outcome["phash"])
@@ -74,8 +96,13 @@ def process_image(execution_id: int, image_id: int) -> bool:
         remove_quietly(outcome["path"])
         reason = f"near-duplicate of {duplicate_of}"
         repository.update_image(image_id, status=ImageStatus.QC_FAILED, qc_reason=reason)
-        log_step(f"rejected: {reason}", step="process", sub_step="dedupe", slot=image.slot,
-                 image_index=image.image_index)
+        log_step(
+            f"rejected: {reason}",
+            step="process",
+            sub_step="dedupe",
+            slot=image.slot,
+            image_index=image.image_index,
+        )
         return False
     remove_quietly(source)
     log_step(
@@ -106,7 +133,11 @@ def _remove_background(runtime: JobRuntime, prepared: bytes) -> tuple[bytes | No
 
 
 def _claim_hash(
-    runtime: JobRuntime, image_id: int, phash: int, outcome: dict[str, object], used: dict[str, object]
+    runtime: JobRuntime,
+    image_id: int,
+    phash: int,
+    outcome: dict[str, object],
+    used: dict[str, object],
 ) -> int | None:
     """Record the processed file, unless it nearly duplicates an earlier image (then its id)."""
     options = runtime.settings.processing

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from uuid import UUID
 
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
@@ -17,7 +18,7 @@ class JobProgress:
     execution_id: int
     label: str
     total_slots: int
-    artifact_id: str | None = None
+    artifact_id: UUID | None = None
     done_slots: int = 0
 
 
@@ -30,7 +31,7 @@ def start_progress(execution_id: int, label: str, total_slots: int) -> JobProgre
             key=f"job-{execution_id}-progress",
             description=f"Job {execution_id} '{label}': {total_slots} generation slots",
         )
-        state.artifact_id = str(artifact) if artifact else None
+        state.artifact_id = artifact if isinstance(artifact, UUID) else None
     except Exception as exc:  # the API may be gone at exit; our store is the truth
         logger.debug("progress artifact not created: %s", exc)
     _publish(state, "initialized")

@@ -10,7 +10,7 @@ from genfactory.errors import JobFatalError
 from genfactory.providers.base import ImageInput, QCRequest
 from genfactory.statuses import ImageStatus
 from genfactory.storage import repository
-from genfactory.tasks.common import TASK_OPTIONS, scrub_errors, describe_error, log_step, timed
+from genfactory.tasks.common import TASK_OPTIONS, describe_error, log_step, scrub_errors, timed
 from genfactory.tasks.runtime import get_runtime
 
 
@@ -43,7 +43,9 @@ def quality_check(execution_id: int, image_id: int) -> bool:
         runtime.stop(describe_error(exc))
         raise
     if verdict.passed:
-        log_step("passed", step="qc", slot=image.slot, image_index=image.image_index, duration_ms=t["ms"])
+        log_step(
+            "passed", step="qc", slot=image.slot, image_index=image.image_index, duration_ms=t["ms"]
+        )
         return True
     repository.update_image(image_id, status=ImageStatus.QC_FAILED, qc_reason=verdict.reason)
     log_step(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import Any
 
 from genfactory.config import Credentials, Settings
 from genfactory.providers.registry import REQUIRED_KEYS, ROLES, provider_name
@@ -60,7 +61,8 @@ def _load_block(name: str) -> str | None:
     try:
         from prefect.blocks.system import Secret
 
-        value = Secret.load(name, _sync=True).get()  # type: ignore[call-arg]
+        block: Any = Secret.load(name, _sync=True)  # type: ignore[call-arg]
+        value = block.get()
     except Exception as exc:  # no server, no such block: the caller reports the missing key
         logger.debug("no Prefect Secret block %s (%s)", name, exc.__class__.__name__)
         return None

@@ -15,7 +15,9 @@ if connection is None:  # pragma: no cover - only for `alembic revision --autoge
 
     engine = create_store_engine(database_url())
     with engine.begin() as connection:
-        context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
+        context.configure(
+            connection=connection, target_metadata=target_metadata, render_as_batch=True
+        )
         context.run_migrations()
 else:
     context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
