@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from genfactory.config import Settings, load_settings
-from genfactory.errors import ContentRejected
+from genfactory.errors import ContentRejected, RetryableProviderError
 from genfactory.flows import generate_job
 from genfactory.providers import registry
 from genfactory.providers.local_image import LocalRenderer
@@ -139,6 +139,8 @@ class _Recorder:
     fail_when: str | None = None
     leak: str | None = None
     delay = 0.0
+    #: Raise a retryable error this many times before succeeding.
+    transient_failures = 0
 
     def __init__(self, ctx: registry.ProviderContext) -> None:
         self.inner = LocalRenderer(ctx)
@@ -152,6 +154,10 @@ class _Recorder:
             cls.calls.append(request.prompt)
         try:
             time.sleep(cls.delay)
+            with cls.lock:
+                if cls.transient_failures > 0:
+                    cls.transient_failures -= 1
+                    raise RetryableProviderError("HTTP 503 from the service", service="test")
             if cls.fail_when and cls.fail_when in request.prompt:
                 detail = f" (key {cls.leak})" if cls.leak else ""
                 raise ContentRejected(f"the service refused this prompt{detail}", service="test")
@@ -167,6 +173,7 @@ def recorder(monkeypatch: pytest.MonkeyPatch) -> type[_Recorder]:
     _Recorder.calls = []
     _Recorder.fail_when = _Recorder.leak = None
     _Recorder.delay = 0.0
+    _Recorder.transient_failures = 0
     monkeypatch.setitem(registry.PROVIDERS, ("image", "local"), f"{__name__}:_Recorder")
     return _Recorder
 
@@ -272,3 +279,42 @@ def test_no_secret_reaches_store_logs_artifacts_or_files(
     for where, data in haystacks.items():
         for name, value in secrets.items():
             assert value.encode() not in data, f"{name} found in {where}"
+
+
+def test_transient_errors_are_retried_and_nothing_is_generated_twice(
+    tmp_path: Path, recorder: type[_Recorder]
+) -> None:
+    recorder.transient_failures = 1
+    settings = job_settings(
+        tmp_path,
+        **{"job.count": 1, "job.variations": 2, "generation.retries": 2,
+           "generation.retry_backoff_seconds": 0.01, "qc.run_quality_check": False},
+    )
+    summary = generate_job(settings)
+    assert len(recorder.calls) == 2  # one failure, one success
+    slot = repository.list_slots(summary["execution_id"])[0]
+    assert slot.status == SlotStatus.GENERATED and slot.attempts == 2
+    assert len(repository.list_images(execution_id=summary["execution_id"])) == 2
+
+
+def test_progress_and_summary_artifacts(tmp_path: Path) -> None:
+    settings = job_settings(tmp_path, **{"job.count": 2, "qc.run_quality_check": False})
+    summary = generate_job(settings)
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        artifacts = {a.key: a for a in client.read_artifacts()}
+    progress = artifacts[f"job-{summary['execution_id']}-progress"]
+    assert progress.type == "progress" and float(str(progress.data)) == 100.0
+    table = artifacts[f"job-{summary['execution_id']}-summary"]
+    assert table.type == "table"
+    assert "approved" in str(table.data) and summary["label"] in str(table.description)
+
+
+@pytest.mark.postgres
+def test_a_job_on_postgresql(tmp_path: Path, postgres_store: str) -> None:
+    settings = job_settings(tmp_path, **{"job.count": 3, "job.variations": 2})
+    summary = generate_job(settings)
+    execution = repository.get_execution(summary["execution_id"])
+    assert execution.status == JobStatus.COMPLETED and execution.total_images == 6
+    assert execution.approved_images + execution.qc_failed_images == 6
