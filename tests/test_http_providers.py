@@ -892,3 +892,17 @@ def test_keys_appear_only_in_the_request_headers(
             assert secret.encode() not in request.body
     carrying = [r for r in received if any(s in str(r.headers) for s in secrets)]
     assert {r.service for r in carrying} == {"piapi", "runware", "openai", "removebg"}
+
+
+def test_make_limiter_picks_the_scope(monkeypatch: pytest.MonkeyPatch) -> None:
+    from genfactory.tasks import limits
+
+    settings = Settings.model_validate({"concurrency": {"openai": 3, "scope": "auto"}})
+    assert limits.service_caps(settings)["openai"] == 3
+    assert "scope" not in limits.service_caps(settings)
+    monkeypatch.setattr(limits, "prefect_server_configured", lambda: False)
+    assert isinstance(limits.make_limiter(settings), LocalLimiter)
+    monkeypatch.setattr(limits, "prefect_server_configured", lambda: True)
+    assert isinstance(limits.make_limiter(settings), limits.PrefectLimiter)
+    process = Settings.model_validate({"concurrency": {"scope": "process"}})
+    assert isinstance(limits.make_limiter(process), LocalLimiter)

@@ -1,0 +1,207 @@
+"""`generate_job` end to end with every role on a real HTTP provider, against the fake services
+over loopback: what the services received, riding out faults, and a bad key stopping the job."""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from genfactory.config import Settings, load_settings
+from genfactory.flows import generate_job
+from genfactory.statuses import ImageStatus, JobStatus
+from genfactory.storage import repository
+from tests.fakes.server import FakeServices
+
+pytestmark = [pytest.mark.prefect, pytest.mark.usefixtures("prefect_harness")]
+
+KEYWORDS = [
+    "red fox in a snowy forest",
+    "company logo mockup on a desk",  # the fake vision QC rejects logos
+    "ripe lemon on a white table",
+    "mountain lake at dawn",
+    "coffee cup on a wooden table",
+    "neon logo sign on a brick wall",
+    "sunflower field in summer",
+    "old lighthouse on a cliff",
+    "autumn leaves on a path",
+    "fresh bread on a cutting board",
+    "watercolor hot air balloons",
+    "vintage logo badge design",
+]
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeServices]:
+    """The fakes, small images, and the environment a user would export for them."""
+    fake = FakeServices(image_long_side=192).start()
+    for name, value in fake.env().items():
+        monkeypatch.setenv(name, value)
+    try:
+        yield fake
+    finally:
+        fake.stop()
+
+
+def remote_settings(tmp_path: Path, fake: FakeServices, count: int, **extra: Any) -> Settings:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    keywords = tmp_path / "keywords.txt"
+    keywords.write_text("\n".join(KEYWORDS) + "\n")
+    values: dict[str, Any] = {
+        "job.keywords_file": str(keywords),
+        "job.output_dir": str(tmp_path / "out"),
+        "job.temp_dir": str(tmp_path / "tmp"),
+        "job.count": count,
+        "job.max_concurrency": 4,
+        "job.seed": 3,
+        "providers.prompt": "openai",
+        "providers.image": "piapi",
+        "providers.qc": "openai",
+        "providers.background": "removebg",
+        "providers.metadata": "openai",
+        "processing.remove_bg": True,
+        "processing.remove_bg_size": "50MP",
+        "processing.convert_format": "jpg",
+        "generation.aspect_ratios": "1:1,16:9",
+        "generation.polling_interval_seconds": 0.05,
+        "generation.http_timeout_seconds": 2.0,
+        "generation.retries": 3,
+        "generation.retry_backoff_seconds": 0.1,
+        "qc.min_width": 64,
+        "qc.min_height": 64,
+        # Prefect global limits cost ~2 s per call on the busy test server: see test below.
+        "concurrency.scope": "process",
+    }
+    values.update(extra)
+    # Base URLs come from the environment (PIAPI_BASE_URL...), as for a user.
+    return load_settings(overrides=values, environ=fake.env())
+
+
+def data_url_type(request: Any) -> str:
+    url = request.json["messages"][1]["content"][1]["image_url"]["url"]
+    media_type = url.split(";", 1)[0].removeprefix("data:")
+    assert base64.b64decode(url.split(",", 1)[1])[:2] in (b"\xff\xd8", b"\x89P")
+    return str(media_type)
+
+
+def statuses_by_image(execution_id: int) -> dict[tuple[int, int], str]:
+    return {
+        (image.slot, image.image_index): str(image.status)
+        for image in repository.list_images(execution_id=execution_id)
+    }
+
+
+def test_every_role_over_http(tmp_path: Path, fake: FakeServices) -> None:
+    summary = generate_job(remote_settings(tmp_path, fake, count=2))
+    execution = repository.get_execution(summary["execution_id"])
+    images = repository.list_images(execution_id=execution.id)
+    statuses = Counter(image.status for image in images)
+    assert execution.status == JobStatus.COMPLETED
+    assert statuses == {ImageStatus.APPROVED: 4, ImageStatus.QC_FAILED: 4}
+
+    # Prompts: the filled system prompt and the keyword, per slot.
+    chats = fake.requests("openai", path="/chat/completions")
+    prompt_calls = [r for r in chats if "response_format" not in r.json]
+    assert sorted(r.json["messages"][1]["content"] for r in prompt_calls) == sorted(KEYWORDS[:2])
+    # Midjourney: one task per slot, the version appended, the aspect ratios cycled.
+    creates = fake.requests("piapi", method="POST")
+    assert sorted(r.json["input"]["aspect_ratio"] for r in creates) == ["16:9", "1:1"]
+    assert all(r.json["input"]["prompt"].endswith(" --v 6.1") for r in creates)
+    # QC on all 8 images (JPEG from the CDN, sent as JPEG); metadata and remove.bg only on the
+    # 4 that passed: nothing is spent on rejected images.
+    qc = [r for r in chats if "quality_check" in str(r.json.get("response_format"))]
+    metadata = [r for r in chats if "stock_metadata" in str(r.json.get("response_format"))]
+    assert len(qc) == 8 and {data_url_type(r) for r in qc} == {"image/jpeg"}
+    assert len(metadata) == 4
+    removals = fake.requests("removebg")
+    assert len(removals) == 4 and {r.form["size"] for r in removals} == {"50MP"}
+    for image in images:
+        if image.status == ImageStatus.APPROVED:
+            assert image.image_metadata and "logo" not in image.image_metadata["title"].lower()
+            assert Path(str(image.final_image_path)).suffix == ".jpg"
+        else:
+            assert "logo" in str(image.qc_reason)
+    # Keys travel in headers only, and the store has none.
+    keys = [key for key in fake.keys.values() if key]
+    for request in fake.requests():
+        assert not any(key in request.path or key.encode() in request.body for key in keys)
+    snapshot = str(execution.settings_snapshot)
+    assert not any(key in snapshot for key in keys)
+
+
+def test_faults_change_nothing_but_the_request_count(tmp_path: Path, fake: FakeServices) -> None:
+    clean = generate_job(remote_settings(tmp_path / "clean", fake, count=12))
+    expected = statuses_by_image(clean["execution_id"])
+    assert Counter(expected.values()) == {"approved": 36, "qc_failed": 12}
+    clean_requests = len(fake.requests())
+    fake.reset()
+    fake.set_fault_rate(0.2, seed=11, retry_after=0.1)
+    faulty = generate_job(remote_settings(tmp_path / "faulty", fake, count=12))
+    assert statuses_by_image(faulty["execution_id"]) == expected
+    assert repository.get_execution(faulty["execution_id"]).status == JobStatus.COMPLETED
+    received = fake.requests()
+    faults = Counter(r.fault for r in received if r.fault)
+    assert sum(faults.values()) >= 0.1 * len(received), faults
+    assert len(received) > clean_requests
+    # No slot generated twice: one Midjourney task per slot's prompt, whatever failed around it.
+    created = Counter(task["prompt"] for task in fake.tasks().values())
+    assert len(created) == 12 and set(created.values()) == {1}
+    images = repository.list_images(execution_id=faulty["execution_id"])
+    assert len(images) == 48 == len({(i.slot, i.image_index) for i in images})
+
+
+def test_a_bad_key_fails_the_job_within_seconds(
+    tmp_path: Path, fake: FakeServices, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PIAPI_API_KEY", "wrong-piapi-key-1234")
+    fake.set_latency("piapi", 0.1)
+    started = time.monotonic()
+    summary = generate_job(remote_settings(tmp_path, fake, count=12))
+    took = time.monotonic() - started
+    execution = repository.get_execution(summary["execution_id"])
+    assert execution.status == JobStatus.FAILED
+    # The 401 comes at once; the rest is Prefect winding the 12 slot subflows down (8-17 s).
+    assert fake.requests("piapi")[0].started - started < 5
+    assert took < 30
+    # The first 401s stop the job: no slot starts after that, nothing else is spent.
+    assert len(fake.requests("piapi")) <= 4
+    assert not [r for r in fake.requests("openai") if "response_format" in r.json]
+    assert not fake.requests("removebg")
+    assert "PIAPI_API_KEY was refused" in str(execution.error_message)
+    assert "wrong-piapi-key-1234" not in str(execution.error_message)
+
+
+def test_prefect_global_limits_cap_calls_across_threads() -> None:
+    from prefect.client.orchestration import get_client
+
+    from genfactory.tasks.limits import PrefectLimiter, limit_name, make_limiter
+
+    settings = Settings.model_validate({"concurrency": {"sdwebui": 2}})
+    limiter = make_limiter(settings)
+    assert isinstance(limiter, PrefectLimiter)
+    lock = threading.Lock()
+    state = {"now": 0, "peak": 0}
+
+    def call() -> None:
+        with limiter("sdwebui"):
+            with lock:
+                state["now"] += 1
+                state["peak"] = max(state["peak"], state["now"])
+            time.sleep(0.2)
+            with lock:
+                state["now"] -= 1
+
+    threads = [threading.Thread(target=call) for _ in range(5)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert state["peak"] == 2
+    with get_client(sync_client=True) as client:
+        assert client.read_global_concurrency_limit_by_name(limit_name("sdwebui")).limit == 2
