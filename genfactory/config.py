@@ -292,11 +292,11 @@ class ConcurrencySection(_Section):
     openai: int = Field(8, ge=1, le=64)
     sdwebui: int = Field(1, ge=1, le=64)
     removebg: int = Field(4, ge=1, le=64)
-    scope: Literal["auto", "process", "prefect"] = Field(
-        "auto",
-        description="Where the caps hold: prefect = Prefect global concurrency limits (across "
-        "workers and jobs; ~0.1-5 s per call on a busy server), process = this process only, "
-        "auto = prefect when a Prefect server is configured (PREFECT_API_URL).",
+    scope: Literal["process", "prefect", "auto"] = Field(
+        "process",
+        description="Where the caps hold: process = this process (fast; one machine), prefect = "
+        "Prefect global concurrency limits across workers and jobs (each acquire costs 0.1-5 s "
+        "on a busy server), auto = prefect when PREFECT_API_URL is set.",
     )
 
 

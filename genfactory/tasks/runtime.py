@@ -14,9 +14,10 @@ from typing import Any
 
 from genfactory.config import Credentials, Settings, validate_settings
 from genfactory.logs import register_secrets
-from genfactory.providers.base import LocalLimiter, Usage
+from genfactory.providers.base import Usage
 from genfactory.providers.registry import ProviderContext, build_provider
 from genfactory.storage import repository
+from genfactory.tasks.limits import make_limiter
 from genfactory.tasks.secrets import load_credentials
 
 
@@ -55,15 +56,6 @@ class JobRuntime:
 
 _runtimes: dict[int, JobRuntime] = {}
 _registry_lock = threading.Lock()
-
-
-def make_limiter(settings: Settings) -> Any:
-    """Per-service concurrency limiter (Prefect global limits when a server is configured)."""
-    try:
-        from genfactory.tasks.limits import make_limiter as _make
-    except ImportError:
-        return LocalLimiter(settings.concurrency.model_dump())
-    return _make(settings)
 
 
 def start_runtime(

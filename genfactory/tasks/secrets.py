@@ -12,7 +12,7 @@ import os
 from typing import Any
 
 from genfactory.config import Credentials, Settings
-from genfactory.providers.registry import REQUIRED_KEYS, ROLES, provider_name
+from genfactory.providers.registry import REQUIRED_KEYS, ROLES, key_required, provider_name
 
 logger = logging.getLogger("genfactory.secrets")
 
@@ -29,8 +29,9 @@ def needed_keys(settings: Settings) -> set[str]:
     """Credentials fields the configured providers need."""
     needed = set()
     for role in ROLES:
-        need = REQUIRED_KEYS.get((role, provider_name(settings, role)))
-        if need:
+        name = provider_name(settings, role)
+        need = REQUIRED_KEYS.get((role, name))
+        if need and key_required(settings, role, name):
             needed.add(need[0])
     return needed
 
