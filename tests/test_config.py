@@ -112,6 +112,23 @@ def test_example_job_toml_lists_every_setting() -> None:
     assert settings_template().count("[") >= len(Settings.model_fields)
 
 
+def test_example_job_toml_shows_the_real_defaults() -> None:
+    """Every value not marked as changed for the example is the model's default."""
+    changed = set()
+    section = ""
+    for line in (EXAMPLES / "job.toml").read_text().splitlines():
+        if line.startswith("["):
+            section = line.strip("[]")
+        elif "# example value" in line:
+            changed.add((section, line.split("=")[0].strip()))
+    example = load_settings(EXAMPLES / "job.toml", environ={}).model_dump()
+    defaults = Settings().model_dump()
+    for section_name, values in defaults.items():
+        for name, default in values.items():
+            if (section_name, name) not in changed:
+                assert example[section_name][name] == default, f"{section_name}.{name}"
+
+
 def test_secrets_come_from_the_environment_and_never_serialise() -> None:
     creds = Credentials.from_env({"OPENAI_API_KEY": "sk-test-abcdef123456", "PIAPI_API_KEY": " "})
     assert creds.openai_api_key is not None and creds.piapi_api_key is None
