@@ -182,7 +182,7 @@ def test_prefect_global_limits_cap_calls_across_threads() -> None:
 
     from genfactory.tasks.limits import PrefectLimiter, limit_name, make_limiter
 
-    settings = Settings.model_validate({"concurrency": {"sdwebui": 2}})
+    settings = Settings.model_validate({"concurrency": {"sdwebui": 2, "scope": "prefect"}})
     limiter = make_limiter(settings)
     assert isinstance(limiter, PrefectLimiter)
     lock = threading.Lock()

@@ -15,7 +15,12 @@ from genfactory.config import Settings
 from genfactory.statuses import JobStatus
 from genfactory.tasks.common import TASK_OPTIONS, describe_error, retry_options
 from genfactory.tasks.finish import finish_job
-from genfactory.tasks.generate import generate_slot, record_slot_failure
+from genfactory.tasks.generate import (
+    generate_slot,
+    record_slot_failure,
+    skip_stopped_slot,
+    stop_reason,
+)
 from genfactory.tasks.initialize import initialize_job
 from genfactory.tasks.lifecycle import mark_stopped
 from genfactory.tasks.metadata import describe_image, record_image_failure
@@ -68,6 +73,11 @@ def process_slot(
 @task(name="slot", **TASK_OPTIONS)
 def run_slot(execution_id: int, slot_id: int, slot: int, retries: int, backoff: float) -> str:
     """Runs one slot's subflow; a task so slots can fan out on the capped thread pool."""
+    reason = stop_reason(execution_id)
+    if reason:
+        # The job must stop before spending more: queued slots do not even start a subflow.
+        skip_stopped_slot(execution_id, slot_id, reason)
+        return "skipped"
     # Subflows need no heartbeat of their own (the parent's covers them); without this each
     # subflow waits up to a second at exit for its heartbeat thread.
     with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):

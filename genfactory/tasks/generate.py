@@ -121,6 +121,21 @@ def generate_slot(execution_id: int, slot_id: int) -> list[int]:
     return image_ids
 
 
+def stop_reason(execution_id: int) -> str | None:
+    """Why the job was stopped (bad key, no credits...), or None while it may go on."""
+    return get_runtime(execution_id).stop_reason
+
+
+def skip_stopped_slot(execution_id: int, slot_id: int, reason: str) -> None:
+    """A slot never started because the job stopped: failed, with the reason."""
+    repository.update_slot(
+        slot_id,
+        status=SlotStatus.FAILED,
+        error=f"not started: job stopped ({reason})",
+        error_code=JobStopped.code,
+    )
+
+
 def record_slot_failure(execution_id: int, slot_id: int, exc: BaseException) -> None:
     """After the last retry: the slot is failed, with the reason; the job goes on."""
     slot = repository.get_slot(slot_id)
