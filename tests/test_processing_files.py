@@ -73,7 +73,8 @@ def test_stems_cannot_leave_the_output_directory(tmp_path: Path, inline: None) -
     out = tmp_path / "out"
     result = imaging.finish_to_file(str(src), str(out), "../../etc/passwd", _settings())
     assert Path(result["path"]).parent == out
-    assert Path(result["path"]).name == "etc_passwd.png"
+    assert Path(result["path"]).name.endswith("etc_passwd.png")
+    assert not Path(result["path"]).name.startswith(".")  # never a hidden file
 
 
 def test_prepare_then_finish_from_bytes(tmp_path: Path, inline: None) -> None:

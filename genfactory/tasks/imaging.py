@@ -185,7 +185,7 @@ def prepare_file(src: str, settings: dict[str, Any], max_pixels: int) -> bytes:
 
 def _sanitize_stem(stem: str) -> str:
     """A file-name stem that stays inside its directory."""
-    cleaned = "".join(c if c.isalnum() or c in "-_." else "_" for c in stem).strip("._")
+    cleaned = "".join(c if c.isalnum() or c in "-_." else "_" for c in stem).strip(".")
     return cleaned[:150] or "image"
 
 
