@@ -397,6 +397,7 @@ NON_SETTING_ENV = {
     "GENFACTORY_LOG_LEVEL",
     "GENFACTORY_REQUIRE_POSTGRES",
     "GENFACTORY_TEST_POSTGRES_URL",
+    "GENFACTORY_PROCESS_POOL",
     *(name for names in Credentials.ENV_NAMES.values() for name in names),
 }
 
