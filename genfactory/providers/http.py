@@ -48,6 +48,7 @@ from genfactory.errors import (
     QuotaExceeded,
     RetryableProviderError,
 )
+from genfactory.media import sniff_media_type
 
 if TYPE_CHECKING:
     from genfactory.providers.registry import ProviderContext
@@ -127,29 +128,6 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
-
-
-def sniff_media_type(data: bytes) -> str | None:
-    """The image type from its magic bytes; URLs, extensions and Content-Type lie (SPEC §11)."""
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    if data[:6] in (b"GIF87a", b"GIF89a"):
-        return "image/gif"
-    if data[4:8] == b"ftyp":
-        brand = data[8:12]
-        if brand in (b"avif", b"avis"):
-            return "image/avif"
-        if brand in (b"heic", b"heix", b"mif1", b"msf1"):
-            return "image/heic"
-    if data[:4] in (b"II*\x00", b"MM\x00*"):
-        return "image/tiff"
-    if data[:2] == b"BM":
-        return "image/bmp"
-    return None
 
 
 def fit_size(

@@ -233,6 +233,21 @@ def metadata_instructions(min_keywords: int, max_keywords: int) -> str:
 # The shared client
 
 
+def openai_client(ctx: ProviderContext) -> ServiceClient:
+    """The HTTP client for an OpenAI-compatible server, Bearer auth.
+
+    The key is optional: local OpenAI-compatible servers run without one (see the registry).
+    """
+    return ServiceClient(
+        ctx,
+        "openai",
+        base_url=ctx.settings.openai.base_url,
+        secret=ctx.credentials.openai_api_key,
+        auth_header="Authorization",
+        auth_prefix="Bearer ",
+    )
+
+
 class _OpenAIChat:
     """Chat completions with the HTTP error policy, token accounting and answer validation."""
 
@@ -242,15 +257,7 @@ class _OpenAIChat:
         self.ctx = ctx
         self.settings = ctx.settings
         self.config = ctx.settings.openai
-        # The key is optional: local OpenAI-compatible servers run without one (registry).
-        self.http = ServiceClient(
-            ctx,
-            "openai",
-            base_url=self.config.base_url,
-            secret=ctx.credentials.openai_api_key,
-            auth_header="Authorization",
-            auth_prefix="Bearer ",
-        )
+        self.http = openai_client(ctx)
 
     def close(self) -> None:
         self.http.close()

@@ -11,11 +11,11 @@ from genfactory.errors import MalformedResponse
 from genfactory.providers.base import GeneratedImage, GenerationRequest, GenerationResult
 from genfactory.providers.http import (
     RAW_LIMIT,
-    ServiceClient,
     fit_size,
     generation_timeout_seconds,
     sniff_media_type,
 )
+from genfactory.providers.openai_chat import openai_client
 from genfactory.providers.registry import ProviderContext
 
 #: The sizes each known model accepts; other (compatible) models get the slot's own size.
@@ -52,14 +52,7 @@ class OpenAIImages:
         self.ctx = ctx
         self.settings = ctx.settings
         self.config = ctx.settings.openai
-        self.http = ServiceClient(
-            ctx,
-            "openai",
-            base_url=self.config.base_url,
-            secret=ctx.credentials.openai_api_key,
-            auth_header="Authorization",
-            auth_prefix="Bearer ",
-        )
+        self.http = openai_client(ctx)
 
     def close(self) -> None:
         self.http.close()

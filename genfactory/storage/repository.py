@@ -108,6 +108,13 @@ class ImageRecord:
     created_at: datetime
 
 
+def _get(session: Session, model: type[Any], row_id: int, what: str) -> Any:
+    row = session.get(model, row_id)
+    if row is None:
+        raise NotFound(f"{what} {row_id} does not exist")
+    return row
+
+
 def _record(cls: type[Any], row: Any) -> Any:
     values = {f.name: getattr(row, f.name) for f in dataclasses.fields(cls)}
     for key, value in values.items():
@@ -163,9 +170,7 @@ def create_execution(
 
 def get_execution(execution_id: int) -> ExecutionRecord:
     with _session() as s:
-        row = s.get(JobExecution, execution_id)
-        if row is None:
-            raise NotFound(f"job {execution_id} does not exist")
+        row = _get(s, JobExecution, execution_id, "job")
         return _record(ExecutionRecord, row)
 
 
@@ -208,9 +213,7 @@ def finish_execution(
         if not approved and error_message is None:
             error_message = "no image was approved" + ("" if counts else ": no image was generated")
     with _session() as s:
-        row = s.get(JobExecution, execution_id)
-        if row is None:
-            raise NotFound(f"job {execution_id} does not exist")
+        row = _get(s, JobExecution, execution_id, "job")
         row.status = status
         row.completed_at = utcnow()
         row.total_images = sum(counts.values())
@@ -262,9 +265,7 @@ def add_slots(execution_id: int, slots: Sequence[dict[str, Any]]) -> list[int]:
 
 def get_slot(slot_id: int) -> SlotRecord:
     with _session() as s:
-        row = s.get(GenerationSlot, slot_id)
-        if row is None:
-            raise NotFound(f"slot {slot_id} does not exist")
+        row = _get(s, GenerationSlot, slot_id, "slot")
         return _record(SlotRecord, row)
 
 
@@ -333,9 +334,7 @@ def add_image(
 
 def get_image(image_id: int) -> ImageRecord:
     with _session() as s:
-        row = s.get(GeneratedImage, image_id)
-        if row is None:
-            raise NotFound(f"image {image_id} does not exist")
+        row = _get(s, GeneratedImage, image_id, "image")
         return _record(ImageRecord, row)
 
 
@@ -383,9 +382,7 @@ def update_image(image_id: int, **fields: Any) -> ImageRecord:
     if unknown:
         raise ValueError(f"cannot update image fields {sorted(unknown)}")
     with _session() as s:
-        row = s.get(GeneratedImage, image_id)
-        if row is None:
-            raise NotFound(f"image {image_id} does not exist")
+        row = _get(s, GeneratedImage, image_id, "image")
         for key, value in fields.items():
             setattr(row, key, value)
         s.flush()

@@ -15,6 +15,9 @@ from prefect.tasks import exponential_backoff
 
 from genfactory.errors import error_code, is_retryable
 from genfactory.logs import redact, scrub_exception
+from genfactory.statuses import ImageStatus
+from genfactory.storage import repository
+from genfactory.storage.repository import ImageRecord
 
 #: Our store holds results; Prefect result persistence would only leave files behind.
 TASK_OPTIONS: dict[str, Any] = {"persist_result": False, "cache_policy": NO_CACHE}
@@ -105,6 +108,32 @@ def timed() -> Iterator[dict[str, int]]:
         holder["ms"] = int((time.perf_counter() - start) * 1000)
 
 
+def fail_image(
+    image: ImageRecord,
+    step: str,
+    message: str,
+    code: str,
+    *,
+    sub_step: str | None = None,
+    level: int = logging.WARNING,
+    **fields: Any,
+) -> bool:
+    """Mark an image `failed` with its reason (its files stay listed) and log it; False."""
+    repository.update_image(
+        image.id, status=ImageStatus.FAILED, error=message, error_code=code, **fields
+    )
+    log_step(
+        f"failed: {message}",
+        step=step,
+        sub_step=sub_step,
+        slot=image.slot,
+        image_index=image.image_index,
+        error_code=code,
+        level=level,
+    )
+    return False
+
+
 def describe_error(exc: BaseException) -> str:
     """One line for the store and logs: the error's own sentence, redacted."""
     text = str(exc).strip() or exc.__class__.__name__
@@ -115,6 +144,7 @@ __all__ = [
     "TASK_OPTIONS",
     "describe_error",
     "error_code",
+    "fail_image",
     "log_step",
     "retry_options",
     "run_logger",

@@ -1,51 +1,72 @@
-"""File helpers at the edge: safe names, atomic writes, media types from the bytes."""
+"""File helpers at the edge: safe names, atomic no-clobber writes, quiet removal."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
-import tempfile
+import secrets
 from pathlib import Path
+
+from genfactory.errors import ImageRejected
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
-_MAGIC: list[tuple[bytes, str, str]] = [
-    (b"\x89PNG\r\n\x1a\n", "image/png", "png"),
-    (b"\xff\xd8\xff", "image/jpeg", "jpg"),
-    (b"GIF87a", "image/gif", "gif"),
-    (b"GIF89a", "image/gif", "gif"),
-]
-
 
 def safe_name(text: str, fallback: str = "job") -> str:
-    """A file-name-safe version of a label: letters, digits, '.', '_', '-' only."""
-    cleaned = _UNSAFE.sub("_", text).strip("._-")[:80]
+    """A file-name stem that stays inside its directory and travels well (stock uploads, ZIPs,
+    other systems): ASCII letters, digits, '.', '_', '-' only, never hidden."""
+    cleaned = _UNSAFE.sub("_", text).strip("._-")[:150]
     return cleaned or fallback
 
 
-def sniff_media_type(data: bytes) -> tuple[str, str]:
-    """(media type, extension) from the first bytes; never from a URL or a file name."""
-    for magic, media_type, ext in _MAGIC:
-        if data.startswith(magic):
-            return media_type, ext
-    if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp", "webp"
-    return "application/octet-stream", "bin"
+def _fsync_dir(directory: Path) -> None:
+    # Makes the rename durable; not every platform can open a directory, which is fine.
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so readers never see a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+def write_atomically(directory: Path, stem: str, ext: str, data: bytes) -> Path:
+    """Write ``data`` to ``directory/stem.ext``, or ``stem-2.ext``, ``stem-3.ext``... if taken.
+
+    The bytes go to a hidden temporary name first (synced), then are linked to the final
+    name, which fails rather than replace a file that appeared meanwhile: no reader ever sees
+    a partial file, and no other image's file is overwritten, even by a concurrent writer.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = directory / f".{stem}.{secrets.token_hex(4)}.tmp"
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        for n in range(1, 10_000):
+            final = directory / (f"{stem}.{ext}" if n == 1 else f"{stem}-{n}.{ext}")
+            if final.exists():
+                continue
+            try:
+                os.link(tmp, final)
+            except FileExistsError:
+                continue  # taken between the check and the link: try the next number
+            except OSError:
+                # No hard links here (some network/FAT file systems): reserve the name with
+                # O_EXCL, then replace the empty reservation with the full file.
+                try:
+                    os.close(os.open(final, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+                except FileExistsError:
+                    continue
+                os.replace(tmp, final)
+            _fsync_dir(directory)
+            return final
+        raise ImageRejected(f"no free file name for {stem}.{ext} in {directory}")
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
 
 
 def remove_quietly(path: str | Path | None) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 from prefect import task
 
 from genfactory.errors import GenfactoryError, JobFatalError, MalformedResponse
+from genfactory.media import extension_for, sniff_media_type
 from genfactory.providers.base import GenerationRequest, PromptRequest
 from genfactory.statuses import SlotStatus
 from genfactory.storage import repository
@@ -19,7 +20,7 @@ from genfactory.tasks.common import (
     scrub_errors,
     timed,
 )
-from genfactory.tasks.files import atomic_write_bytes, safe_name, sniff_media_type
+from genfactory.tasks.files import safe_name, write_atomically
 from genfactory.tasks.runtime import get_runtime
 
 
@@ -93,10 +94,10 @@ def generate_slot(execution_id: int, slot_id: int) -> list[int]:
     stem = f"{safe_name(str(settings.job.label))}_{slot.slot}"
     image_ids = []
     for index, image in enumerate(result.images):
-        media_type, ext = sniff_media_type(image.data)
-        # The execution id keeps temp names unique across jobs that share a label.
-        path = temp_dir / f"{stem}_{index}_e{execution_id}.{ext}"
-        atomic_write_bytes(path, image.data)
+        media_type = sniff_media_type(image.data) or "application/octet-stream"
+        ext = extension_for(media_type)
+        # The execution id keeps temp names apart across jobs that share a label.
+        path = write_atomically(temp_dir, f"{stem}_{index}_e{execution_id}", ext, image.data)
         record = repository.add_image(
             execution_id=execution_id,
             slot=slot.slot,

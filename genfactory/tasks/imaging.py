@@ -12,10 +12,8 @@ runs Prefect and threads, and forking a threaded process can copy a held lock in
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing
 import os
-import secrets
 import threading
 import time
 import warnings
@@ -39,6 +37,7 @@ from genfactory.processing import (
     perceptual_hash,
     process_image,
 )
+from genfactory.tasks.files import safe_name, write_atomically
 
 T = TypeVar("T")
 
@@ -183,61 +182,6 @@ def prepare_file(src: str, settings: dict[str, Any], max_pixels: int) -> bytes:
     return encode(image, "png", fast_png)
 
 
-def _sanitize_stem(stem: str) -> str:
-    """A file-name stem that stays inside its directory."""
-    cleaned = "".join(c if c.isalnum() or c in "-_." else "_" for c in stem).strip(".")
-    return cleaned[:150] or "image"
-
-
-def _fsync_dir(directory: Path) -> None:
-    # Makes the rename durable; not every platform can open a directory, which is fine.
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def write_atomically(directory: Path, stem: str, ext: str, data: bytes) -> Path:
-    """Write ``data`` to ``directory/stem.ext``, or ``stem-2.ext``, ``stem-3.ext``... if taken.
-
-    The bytes go to a hidden temporary name first (synced), then are linked to the final
-    name, which fails rather than replace a file that appeared meanwhile: no reader ever sees
-    a partial file, and no other image's file is overwritten, even by a concurrent writer.
-    """
-    directory.mkdir(parents=True, exist_ok=True)
-    tmp = directory / f".{stem}.{secrets.token_hex(4)}.tmp"
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        for n in range(1, 10_000):
-            final = directory / (f"{stem}.{ext}" if n == 1 else f"{stem}-{n}.{ext}")
-            if final.exists():
-                continue
-            try:
-                os.link(tmp, final)
-            except FileExistsError:
-                continue  # taken between the check and the link: try the next number
-            except OSError:
-                # No hard links here (some network/FAT file systems): reserve the name with
-                # O_EXCL, then replace the empty reservation with the full file.
-                try:
-                    os.close(os.open(final, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-                except FileExistsError:
-                    continue
-                os.replace(tmp, final)
-            _fsync_dir(directory)
-            return final
-        raise ImageRejected(f"no free file name for {stem}.{ext} in {directory}")
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-
-
 def finish_to_file(
     src: str | bytes, dst_dir: str, stem: str, settings: dict[str, Any]
 ) -> dict[str, Any]:
@@ -257,7 +201,9 @@ def finish_to_file(
     )
     fmt = section.convert_format
     encoded = encode(image, fmt, section)
-    path = write_atomically(Path(dst_dir), _sanitize_stem(stem), EXTENSIONS[fmt], encoded)
+    path = write_atomically(
+        Path(dst_dir), safe_name(stem, fallback="image"), EXTENSIONS[fmt], encoded
+    )
     return {
         "path": str(path),
         "width": image.width,

@@ -3,6 +3,7 @@ then the image is approved."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from prefect import task
@@ -16,6 +17,7 @@ from genfactory.tasks.common import (
     TASK_OPTIONS,
     describe_error,
     error_code,
+    fail_image,
     log_step,
     scrub_errors,
     timed,
@@ -65,18 +67,10 @@ def describe_image(execution_id: int, image_id: int) -> bool:
 
 def record_image_failure(image_id: int, step: str, exc: BaseException) -> None:
     """A step failed for good: the image is `failed` with the reason; its files stay listed."""
-    image = repository.get_image(image_id)
-    repository.update_image(
-        image_id,
-        status=ImageStatus.FAILED,
-        error=f"{step}: {describe_error(exc)}",
-        error_code=error_code(exc),
-    )
-    log_step(
-        f"failed for good: {describe_error(exc)}",
-        step=step,
-        slot=image.slot,
-        image_index=image.image_index,
-        error_code=error_code(exc),
-        level=40,
+    fail_image(
+        repository.get_image(image_id),
+        step,
+        f"{step}: {describe_error(exc)}",
+        error_code(exc),
+        level=logging.ERROR,
     )

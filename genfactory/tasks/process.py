@@ -17,6 +17,7 @@ from genfactory.tasks.common import (
     TASK_OPTIONS,
     describe_error,
     error_code,
+    fail_image,
     log_step,
     scrub_errors,
     timed,
@@ -50,22 +51,14 @@ def process_image(execution_id: int, image_id: int) -> bool:
                 )
                 cutout, note = _remove_background(runtime, prepared)
                 if cutout is None:
-                    repository.update_image(
-                        image_id,
-                        status=ImageStatus.FAILED,
-                        error=f"background removal failed: {note}",
-                        error_code="remove_bg",
+                    return fail_image(
+                        image,
+                        "process",
+                        f"background removal failed: {note}",
+                        "remove_bg",
+                        sub_step="remove_bg",
                         processing_settings=used,
                     )
-                    log_step(
-                        f"failed: {note}",
-                        step="process",
-                        sub_step="remove_bg",
-                        slot=image.slot,
-                        image_index=image.image_index,
-                        error_code="remove_bg",
-                    )
-                    return False
                 outcome = imaging.run_in_pool(
                     imaging.finish_to_file, cutout, output_dir, stem, used
                 )
@@ -74,21 +67,9 @@ def process_image(execution_id: int, image_id: int) -> bool:
                     imaging.finish_to_file, source, output_dir, stem, used
                 )
         except ImageRejected as exc:
-            repository.update_image(
-                image_id,
-                status=ImageStatus.FAILED,
-                error=describe_error(exc),
-                error_code=error_code(exc),
-                processing_settings=used,
+            return fail_image(
+                image, "process", describe_error(exc), error_code(exc), processing_settings=used
             )
-            log_step(
-                f"failed: {describe_error(exc)}",
-                step="process",
-                slot=image.slot,
-                image_index=image.image_index,
-                error_code=error_code(exc),
-            )
-            return False
 
     phash = int(outcome["phash"])
     duplicate_of = _claim_hash(runtime, image_id, phash, outcome, used)
