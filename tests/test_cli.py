@@ -134,3 +134,20 @@ def test_run_then_jobs_list_shows_the_counts(tmp_path: Path) -> None:
         str(execution.qc_failed_images),
         str(execution.failed_images),
     ]
+
+
+def test_jobs_show_reports_usage_per_service() -> None:
+    execution = repository.create_execution(
+        label="usage-test",
+        settings_snapshot={"providers": {"image": "piapi"}},
+        output_dir="/o",
+        temp_dir="/t",
+    )
+    repository.record_usage(
+        execution.id,
+        {"piapi": {"calls": 9, "retries": 2}, "removebg": {"calls": 4, "credits": 1.5}},
+    )
+    code, output = invoke("jobs", "show", str(execution.id))
+    assert code == 0
+    assert "usage piapi" in output and "calls 9, retries 2" in output
+    assert "usage removebg" in output and "credits 1.5" in output
