@@ -13,6 +13,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -37,7 +38,11 @@ T = TypeVar("T")
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    from genfactory.logs import redact
+
+    err_console.print(
+        f"[bold red]error:[/] {escape(redact(message))}", highlight=False, soft_wrap=True
+    )
     return typer.Exit(code)
 
 
@@ -215,7 +220,13 @@ def jobs_list(
     """List jobs with their counts."""
     from genfactory.storage import repository
 
-    executions = guarded(lambda: repository.list_executions(limit=limit, status=status))
+    def _list() -> list[repository.ExecutionRecord]:
+        from genfactory.tasks.lifecycle import recover_stale_executions
+
+        recover_stale_executions()
+        return repository.list_executions(limit=limit, status=status)
+
+    executions = guarded(_list)
     table = Table(title="Jobs")
     table.add_column("id", justify="right", no_wrap=True)
     table.add_column("label", overflow="fold", min_width=19)

@@ -103,6 +103,12 @@ class QuotaExceeded(JobFatalError):
     code = "no_credits"
 
 
+class JobStopped(GenfactoryError):
+    """The job was stopped (bad key, no credits, user stop): no new work starts."""
+
+    code = "job_stopped"
+
+
 class ImageRejected(GenfactoryError):
     """An image file cannot be used (corrupt, not an image, too large...)."""
 

@@ -19,6 +19,7 @@ from genfactory.providers import registry
 from genfactory.providers.local_image import LocalRenderer
 from genfactory.statuses import ImageStatus, JobStatus, SlotStatus
 from genfactory.storage import repository
+from genfactory.tasks.progress import artifact_key
 
 pytestmark = [pytest.mark.prefect, pytest.mark.usefixtures("prefect_harness")]
 
@@ -40,7 +41,11 @@ def job_settings(tmp_path: Path, keywords: Path | None = None, **overrides: Any)
     return load_settings(overrides=values, environ={})
 
 
-def test_offline_job_files_rows_statuses_and_counts(tmp_path: Path) -> None:
+def test_offline_job_files_rows_statuses_and_counts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The process pool, as users run it (the other tests process inline for speed).
+    monkeypatch.setenv("GENFACTORY_PROCESS_POOL", "1")
     settings = job_settings(
         tmp_path,
         **{
@@ -274,7 +279,7 @@ def test_no_secret_reaches_store_logs_artifacts_or_files(
     ).encode()
     haystacks["prefect logs"] = repr([entry.message for entry in logs]).encode()
     assert any(b"[REDACTED]" in h for h in haystacks.values())
-    assert any(f"job-{execution_id}-summary" in repr(a.key) for a in artifacts)
+    assert any(a.key == artifact_key(summary["label"], execution_id, "summary") for a in artifacts)
 
     for where, data in haystacks.items():
         for name, value in secrets.items():
@@ -287,8 +292,13 @@ def test_transient_errors_are_retried_and_nothing_is_generated_twice(
     recorder.transient_failures = 1
     settings = job_settings(
         tmp_path,
-        **{"job.count": 1, "job.variations": 2, "generation.retries": 2,
-           "generation.retry_backoff_seconds": 0.01, "qc.run_quality_check": False},
+        **{
+            "job.count": 1,
+            "job.variations": 2,
+            "generation.retries": 2,
+            "generation.retry_backoff_seconds": 0.01,
+            "qc.run_quality_check": False,
+        },
     )
     summary = generate_job(settings)
     assert len(recorder.calls) == 2  # one failure, one success
@@ -302,11 +312,16 @@ def test_progress_and_summary_artifacts(tmp_path: Path) -> None:
     summary = generate_job(settings)
     from prefect.client.orchestration import get_client
 
+    flow_run_id = repository.get_execution(summary["execution_id"]).flow_run_id
     with get_client(sync_client=True) as client:
-        artifacts = {a.key: a for a in client.read_artifacts()}
-    progress = artifacts[f"job-{summary['execution_id']}-progress"]
+        artifacts = {a.key: a for a in client.read_artifacts() if str(a.flow_run_id) == flow_run_id}
+    assert set(artifacts) == {
+        artifact_key(summary["label"], summary["execution_id"], "progress"),
+        artifact_key(summary["label"], summary["execution_id"], "summary"),
+    }
+    progress = artifacts[artifact_key(summary["label"], summary["execution_id"], "progress")]
     assert progress.type == "progress" and float(str(progress.data)) == 100.0
-    table = artifacts[f"job-{summary['execution_id']}-summary"]
+    table = artifacts[artifact_key(summary["label"], summary["execution_id"], "summary")]
     assert table.type == "table"
     assert "approved" in str(table.data) and summary["label"] in str(table.description)
 

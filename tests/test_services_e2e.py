@@ -4,6 +4,7 @@ over loopback: what the services received, riding out faults, and a bad key stop
 from __future__ import annotations
 
 import base64
+import os
 import threading
 import time
 from collections import Counter
@@ -83,6 +84,12 @@ def remote_settings(tmp_path: Path, fake: FakeServices, count: int, **extra: Any
     return load_settings(overrides=values, environ=fake.env())
 
 
+def _store_files() -> list[Path]:
+    url = os.environ["GENFACTORY_DATABASE_URL"]
+    store = Path(url.removeprefix("sqlite:///"))
+    return [p for p in store.parent.glob(store.name + "*")]
+
+
 def data_url_type(request: Any) -> str:
     url = request.json["messages"][1]["content"][1]["image_url"]["url"]
     media_type = url.split(";", 1)[0].removeprefix("data:")
@@ -133,6 +140,11 @@ def test_every_role_over_http(tmp_path: Path, fake: FakeServices) -> None:
         assert not any(key in request.path or key.encode() in request.body for key in keys)
     snapshot = str(execution.settings_snapshot)
     assert not any(key in snapshot for key in keys)
+    # ...nor the log, the delivered files, the temp files or the store's file.
+    files = [Path(str(execution.log_path)), *tmp_path.rglob("*"), *_store_files()]
+    for path in (p for p in files if p.is_file()):
+        data = path.read_bytes()
+        assert not any(key.encode() in data for key in keys), path
 
 
 def test_faults_change_nothing_but_the_request_count(tmp_path: Path, fake: FakeServices) -> None:
@@ -154,6 +166,9 @@ def test_faults_change_nothing_but_the_request_count(tmp_path: Path, fake: FakeS
     assert len(created) == 12 and set(created.values()) == {1}
     images = repository.list_images(execution_id=faulty["execution_id"])
     assert len(images) == 48 == len({(i.slot, i.image_index) for i in images})
+    # Retries show in the job's log, with what went wrong.
+    log = Path(str(repository.get_execution(faulty["execution_id"]).log_path)).read_text()
+    assert "; try 2 of" in log
 
 
 def test_a_bad_key_fails_the_job_within_seconds(
@@ -205,3 +220,53 @@ def test_prefect_global_limits_cap_calls_across_threads() -> None:
     assert state["peak"] == 2
     with get_client(sync_client=True) as client:
         assert client.read_global_concurrency_limit_by_name(limit_name("sdwebui")).limit == 2
+
+
+def test_no_credits_at_remove_bg_stops_the_job_and_keeps_images_resumable(
+    tmp_path: Path, fake: FakeServices
+) -> None:
+    fake.add_fault("removebg", "402", times=100)
+    settings = remote_settings(
+        tmp_path,
+        fake,
+        count=4,
+        **{
+            "providers.prompt": "local",
+            "providers.qc": "local",
+            "providers.metadata": "local",
+            "job.max_concurrency": 1,
+        },
+    )
+    summary = generate_job(settings)
+    execution = repository.get_execution(summary["execution_id"])
+    assert execution.status == JobStatus.FAILED
+    assert "402" in str(execution.error_message)
+    # The first 402 stopped everything: no second remove.bg call, no further Midjourney task.
+    assert len(fake.requests("removebg")) == 1
+    assert len(fake.requests("piapi", method="POST")) == 1
+    images = repository.list_images(execution_id=execution.id)
+    # Resumable, none lost: no image was failed or delivered because of the stop.
+    assert ImageStatus.GENERATED in {i.status for i in images}
+    assert {i.status for i in images} <= {ImageStatus.GENERATED, ImageStatus.QC_FAILED}
+    assert all(Path(str(i.temp_image_path)).is_file() for i in images)
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+    slots = repository.list_slots(execution.id)
+    assert [s.error_code for s in slots[1:]] == ["job_stopped"] * 3
+
+
+def test_a_refused_openai_key_stops_the_job_at_the_first_call(
+    tmp_path: Path, fake: FakeServices, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "wrong-openai-key-98765")
+    settings = remote_settings(
+        tmp_path,
+        fake,
+        count=4,
+        **{"providers.image": "local", "providers.background": "local", "job.max_concurrency": 1},
+    )
+    summary = generate_job(settings)
+    execution = repository.get_execution(summary["execution_id"])
+    assert execution.status == JobStatus.FAILED
+    assert "OPENAI_API_KEY" in str(execution.error_message)
+    assert "wrong-openai-key-98765" not in str(execution.error_message)
+    assert len(fake.requests("openai")) == 1  # the prompt call; nothing after it

@@ -12,8 +12,9 @@ from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settin
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from genfactory.config import Settings
+from genfactory.errors import JobFatalError, JobStopped
 from genfactory.statuses import JobStatus
-from genfactory.tasks.common import TASK_OPTIONS, describe_error, retry_options
+from genfactory.tasks.common import TASK_OPTIONS, abandon_image, describe_error, retry_options
 from genfactory.tasks.finish import finish_job
 from genfactory.tasks.generate import (
     generate_slot,
@@ -65,6 +66,10 @@ def process_slot(
                 continue
             step = "metadata"
             describe_image.with_options(**step_options)(execution_id, image_id)
+        except (JobStopped, JobFatalError):
+            # The job is stopping: this and the slot's remaining images stay resumable.
+            abandon_image(image_id)
+            return "stopped"
         except Exception as exc:
             record_image_failure(image_id, step, exc)
     return "done"

@@ -68,14 +68,25 @@ def provider_name(settings: Settings, role: str) -> str:
     return str(getattr(settings.providers, role))
 
 
-def check_credentials(settings: Settings, credentials: Credentials) -> None:
-    """Fail before any work when a chosen remote provider has no key."""
-    missing = []
+def required_keys(settings: Settings) -> dict[str, tuple[str, str]]:
+    """`providers.<role>` -> (Credentials field, environment variable) for every key the
+    configured providers need."""
+    needed = {}
     for role in ROLES:
         name = provider_name(settings, role)
         need = REQUIRED_KEYS.get((role, name))
-        if need and getattr(credentials, need[0]) is None and key_required(settings, role, name):
-            missing.append(f"providers.{role} = {provider_name(settings, role)} needs {need[1]}")
+        if need and key_required(settings, role, name):
+            needed[f"providers.{role} = {name}"] = need
+    return needed
+
+
+def check_credentials(settings: Settings, credentials: Credentials) -> None:
+    """Fail before any work when a chosen remote provider has no key."""
+    missing = [
+        f"{choice} needs {env}"
+        for choice, (field_name, env) in required_keys(settings).items()
+        if getattr(credentials, field_name) is None
+    ]
     if missing:
         raise ConfigError(
             "missing API key: " + "; ".join(missing) + ". Set it in the environment "

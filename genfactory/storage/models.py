@@ -63,6 +63,9 @@ class JobExecution(Base):
     #: The settings as run, secrets removed (exports and reruns read this, never the config row).
     settings_snapshot: Mapped[dict[str, Any]] = mapped_column(JSON)
     flow_run_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    #: Host and process running the execution: a `running` row whose process is gone is stale.
+    worker_host: Mapped[str | None] = mapped_column(String(255))
+    worker_pid: Mapped[int | None] = mapped_column(Integer)
     #: Per-service calls, retries, failures and consumption (credits, tokens, cost).
     usage: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     output_dir: Mapped[str | None] = mapped_column(Text)
@@ -116,7 +119,11 @@ class GenerationSlot(Base):
 
 class GeneratedImage(Base):
     __tablename__ = "generated_images"
-    __table_args__ = (Index("ix_generated_images_execution_status", "execution_id", "status"),)
+    __table_args__ = (
+        Index("ix_generated_images_execution_status", "execution_id", "status"),
+        # One row per image of a generation: a retried or resumed slot can never add twice.
+        Index("ix_generated_images_slot_image", "execution_id", "slot", "image_index", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     image_mapping_id: Mapped[str] = mapped_column(String(64), unique=True, default=new_mapping_id)

@@ -56,6 +56,8 @@ class ExecutionRecord:
     error_message: str | None
     settings_snapshot: dict[str, Any]
     flow_run_id: str | None
+    worker_host: str | None
+    worker_pid: int | None
     usage: dict[str, Any]
     output_dir: str | None
     temp_dir: str | None
@@ -138,6 +140,8 @@ def create_execution(
     flow_run_id: str | None = None,
     configuration_id: int | None = None,
     rerun_of_id: int | None = None,
+    worker_host: str | None = None,
+    worker_pid: int | None = None,
 ) -> ExecutionRecord:
     """A new `running` execution; with no configuration given, its own new configuration row.
 
@@ -158,6 +162,8 @@ def create_execution(
             started_at=utcnow(),
             settings_snapshot=settings_snapshot,
             flow_run_id=flow_run_id,
+            worker_host=worker_host,
+            worker_pid=worker_pid,
             usage={},
             output_dir=output_dir,
             temp_dir=temp_dir,
@@ -304,32 +310,31 @@ def add_image(
     image_index: int,
     generation_prompt: str,
     temp_image_path: str,
-    keyword: str | None = None,
-    aspect_ratio: str | None = None,
-    seed: int | None = None,
-    media_type: str | None = None,
-    width: int | None = None,
-    height: int | None = None,
+    **fields: Any,
 ) -> ImageRecord:
-    """Record a downloaded image at once, status `generated`."""
+    """Record one downloaded image, status `generated` (see `add_images`)."""
+    image = {
+        "image_index": image_index,
+        "generation_prompt": generation_prompt,
+        "temp_image_path": temp_image_path,
+        **fields,
+    }
+    return get_image(add_images(execution_id, slot, [image])[0])
+
+
+def add_images(execution_id: int, slot: int, images: Sequence[dict[str, Any]]) -> list[int]:
+    """Record all images of one generation in one transaction (all or none), status
+    `generated`; each dict holds the `add_image` fields. Returns their ids in order."""
     with _session() as s:
-        row = GeneratedImage(
-            execution_id=execution_id,
-            slot=slot,
-            image_index=image_index,
-            generation_prompt=generation_prompt,
-            keyword=keyword,
-            aspect_ratio=aspect_ratio,
-            seed=seed,
-            status=ImageStatus.GENERATED,
-            temp_image_path=temp_image_path,
-            media_type=media_type,
-            width=width,
-            height=height,
-        )
-        s.add(row)
+        rows = [
+            GeneratedImage(
+                execution_id=execution_id, slot=slot, status=ImageStatus.GENERATED, **image
+            )
+            for image in images
+        ]
+        s.add_all(rows)
         s.flush()
-        return _record(ImageRecord, row)
+        return [row.id for row in rows]
 
 
 def get_image(image_id: int) -> ImageRecord:

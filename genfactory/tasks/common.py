@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 from prefect.cache_policies import NO_CACHE
@@ -19,6 +20,9 @@ from genfactory.statuses import ImageStatus
 from genfactory.storage import repository
 from genfactory.storage.repository import ImageRecord
 
+#: The longest Retry-After a task retry waits for; longer waits fail the step.
+MAX_RETRY_AFTER_SECONDS = 300.0
+
 #: Our store holds results; Prefect result persistence would only leave files behind.
 TASK_OPTIONS: dict[str, Any] = {"persist_result": False, "cache_policy": NO_CACHE}
 
@@ -28,7 +32,14 @@ def retry_if_transient(task: Any, task_run: Any, state: Any) -> bool:
     try:
         state.result(raise_on_failure=True)
     except BaseException as exc:
-        return is_retryable(exc)
+        if not is_retryable(exc):
+            return False
+        # The service said when to come back (429 Retry-After): wait that long before the
+        # scheduled retry instead of spending it too early.
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after:
+            time.sleep(min(float(retry_after), MAX_RETRY_AFTER_SECONDS))
+        return True
     return False
 
 
@@ -118,7 +129,14 @@ def fail_image(
     level: int = logging.WARNING,
     **fields: Any,
 ) -> bool:
-    """Mark an image `failed` with its reason (its files stay listed) and log it; False."""
+    """Mark an image `failed` with its reason and log it; False.
+
+    A failed image lives in the temp directory only, with its unprocessed original (kept for
+    a retry): a processed file already in the output directory is removed.
+    """
+    if image.final_image_path and image.temp_image_path:
+        Path(image.final_image_path).unlink(missing_ok=True)
+        fields["final_image_path"] = None
     repository.update_image(
         image.id, status=ImageStatus.FAILED, error=message, error_code=code, **fields
     )
@@ -134,6 +152,15 @@ def fail_image(
     return False
 
 
+def abandon_image(image_id: int) -> None:
+    """The job stopped while this image was in flight: it stays `generated` (resumable), with
+    its original in temp and no half-delivered file in the output directory."""
+    image = repository.get_image(image_id)
+    if image.final_image_path and image.temp_image_path:
+        Path(image.final_image_path).unlink(missing_ok=True)
+        repository.update_image(image_id, final_image_path=None)
+
+
 def describe_error(exc: BaseException) -> str:
     """One line for the store and logs: the error's own sentence, redacted."""
     text = str(exc).strip() or exc.__class__.__name__
@@ -142,6 +169,7 @@ def describe_error(exc: BaseException) -> str:
 
 __all__ = [
     "TASK_OPTIONS",
+    "abandon_image",
     "describe_error",
     "error_code",
     "fail_image",

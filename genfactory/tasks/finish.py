@@ -12,7 +12,8 @@ from prefect.artifacts import create_table_artifact
 from genfactory.logs import close_job_log, redact_value
 from genfactory.statuses import ImageStatus, JobStatus
 from genfactory.storage import repository
-from genfactory.tasks.common import TASK_OPTIONS, log_step
+from genfactory.tasks.common import TASK_OPTIONS, fail_image, log_step, scrub_errors
+from genfactory.tasks.progress import artifact_key
 from genfactory.tasks.runtime import get_runtime, release_runtime
 
 #: Rows in the summary artifact; the store and `genfactory images list` have them all.
@@ -20,6 +21,7 @@ ARTIFACT_ROWS = 500
 
 
 @task(name="finish-job", **TASK_OPTIONS)
+@scrub_errors
 def finish_job(execution_id: int, cancelled: bool = False) -> dict[str, Any]:
     """Store counts and the final status; returns the summary the CLI prints."""
     runtime = get_runtime(execution_id)
@@ -28,6 +30,17 @@ def finish_job(execution_id: int, cancelled: bool = False) -> dict[str, Any]:
     if runtime.stop_reason:
         status = JobStatus.CANCELLED if cancelled else JobStatus.FAILED
         message = f"job stopped: {runtime.stop_reason}"
+    if status is None:
+        # Every slot has ended: an image still waiting now was dropped by a bug or a crash.
+        for image in repository.list_images(
+            execution_id=execution_id, status=ImageStatus.GENERATED
+        ):
+            fail_image(
+                image,
+                "finish",
+                "not finished: its slot ended before it was processed",
+                "unfinished",
+            )
     repository.record_usage(execution_id, runtime.context.usage.snapshot())
     execution = repository.finish_execution(execution_id, status=status, error_message=message)
     summary = summarize(execution_id)
@@ -93,6 +106,6 @@ def _summary_artifact(execution_id: int, summary: dict[str, Any]) -> None:
     with contextlib.suppress(Exception):
         create_table_artifact(
             table=redact_value(rows),
-            key=f"job-{execution_id}-summary",
+            key=artifact_key(str(summary["label"]), execution_id, "summary"),
             description=str(redact_value(description)),
         )

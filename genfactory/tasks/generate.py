@@ -1,4 +1,4 @@
-"""The generate step: prompt, image provider, each image saved to temp and recorded at once."""
+"""The generate step: prompt, image provider, the images saved to temp and recorded at once."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ from pathlib import Path
 
 from prefect import task
 
-from genfactory.errors import GenfactoryError, JobFatalError, MalformedResponse
+from genfactory.config import Settings
+from genfactory.errors import JobStopped, MalformedResponse
 from genfactory.media import extension_for, sniff_media_type
-from genfactory.providers.base import GenerationRequest, PromptRequest
-from genfactory.statuses import SlotStatus
+from genfactory.providers.base import GeneratedImage, GenerationRequest, PromptRequest
+from genfactory.statuses import ImageStatus, SlotStatus
 from genfactory.storage import repository
 from genfactory.tasks.common import (
     TASK_OPTIONS,
@@ -20,96 +21,83 @@ from genfactory.tasks.common import (
     scrub_errors,
     timed,
 )
-from genfactory.tasks.files import safe_name, write_atomically
+from genfactory.tasks.files import remove_quietly, safe_name, write_atomically
 from genfactory.tasks.runtime import get_runtime
-
-
-class JobStopped(GenfactoryError):
-    """The job was stopped (bad key, no credits, user stop): no new work starts."""
-
-    code = "job_stopped"
 
 
 @task(name="generate", **TASK_OPTIONS)
 @scrub_errors
 def generate_slot(execution_id: int, slot_id: int) -> list[int]:
-    """Generate the slot's images into the temp directory; returns their image ids.
+    """Generate the slot's images into the temp directory; returns the ids of its images
+    still waiting for QC (status `generated`).
 
-    Idempotent: a slot whose images are already recorded (a retry, a resume) is not generated
-    again, and a provider task recorded by an interrupted attempt is polled, not re-created.
+    Idempotent: a slot whose images are recorded (a retry, a resume) is not generated again,
+    and a provider task recorded by an interrupted attempt is polled, not re-created.
     """
     runtime = get_runtime(execution_id)
-    if runtime.stop_reason:
-        raise JobStopped(f"job stopped before this slot started: {runtime.stop_reason}")
+    runtime.check()
     slot = repository.get_slot(slot_id)
     existing = repository.list_images(execution_id=execution_id, slot=slot.slot)
     if existing:
-        return [image.id for image in existing]
+        if slot.status != SlotStatus.GENERATED:
+            repository.update_slot(slot_id, status=SlotStatus.GENERATED, error=None)
+        return [image.id for image in existing if image.status == ImageStatus.GENERATED]
 
     settings = runtime.settings
     prompt = slot.prompt
-    if prompt is None:
-        with timed() as t:
-            prompt = runtime.provider("prompt").make_prompt(
-                PromptRequest(
-                    system_prompt=slot.system_prompt,
-                    keyword=slot.keyword,
-                    variables={k: str(v) for k, v in slot.variables.items()},
-                )
-            )
-        repository.update_slot(slot_id, prompt=prompt)
-        log_step(f"prompt: {prompt[:160]}", step="prompt", slot=slot.slot, duration_ms=t["ms"])
-
-    repository.update_slot(slot_id, status=SlotStatus.GENERATING, count_attempt=True)
-    base_seed = settings.job.seed
-    seed = (base_seed * 100_003 + slot.slot) if base_seed is not None else random.randrange(2**31)
-    request = GenerationRequest(
-        prompt=prompt,
-        aspect_ratio=slot.aspect_ratio,
-        width=slot.width,
-        height=slot.height,
-        count=settings.images_per_slot,
-        seed=seed,
-        negative_prompt=settings.prompts.negative_prompt,
-        resume_task_id=slot.provider_task_id,
-        on_task_created=lambda task_id: repository.update_slot(slot_id, provider_task_id=task_id),
-    )
     try:
-        with timed() as t:
-            result = runtime.provider("image").generate(request)
-        if not result.images:
-            raise MalformedResponse(
-                f"{settings.providers.image} returned no image", service=settings.providers.image
+        with runtime.guard():
+            if prompt is None:
+                with timed() as t:
+                    prompt = runtime.provider("prompt").make_prompt(
+                        PromptRequest(
+                            system_prompt=slot.system_prompt,
+                            keyword=slot.keyword,
+                            variables={k: str(v) for k, v in slot.variables.items()},
+                        )
+                    )
+                repository.update_slot(slot_id, prompt=prompt)
+                log_step(
+                    f"prompt: {prompt[:160]}", step="prompt", slot=slot.slot, duration_ms=t["ms"]
+                )
+            repository.update_slot(slot_id, status=SlotStatus.GENERATING, count_attempt=True)
+            seed = _seed(settings.job.seed, slot.slot)
+            request = GenerationRequest(
+                prompt=prompt,
+                aspect_ratio=slot.aspect_ratio,
+                width=slot.width,
+                height=slot.height,
+                count=settings.images_per_slot,
+                seed=seed,
+                negative_prompt=settings.prompts.negative_prompt,
+                resume_task_id=slot.provider_task_id,
+                on_task_created=lambda task_id: repository.update_slot(
+                    slot_id, provider_task_id=task_id
+                ),
             )
-    except JobFatalError as exc:
-        runtime.stop(describe_error(exc))
-        raise
+            with timed() as t:
+                result = runtime.provider("image").generate(request)
+            if not result.images:
+                raise MalformedResponse(
+                    f"{settings.providers.image} returned no image",
+                    service=settings.providers.image,
+                )
     except Exception as exc:
         repository.update_slot(
             slot_id, status=SlotStatus.FAILED, error=describe_error(exc), error_code=error_code(exc)
         )
         raise
 
-    temp_dir = Path(str(settings.job.temp_dir))
-    stem = f"{safe_name(str(settings.job.label))}_{slot.slot}"
-    image_ids = []
-    for index, image in enumerate(result.images):
-        media_type = sniff_media_type(image.data) or "application/octet-stream"
-        ext = extension_for(media_type)
-        # The execution id keeps temp names apart across jobs that share a label.
-        path = write_atomically(temp_dir, f"{stem}_{index}_e{execution_id}", ext, image.data)
-        record = repository.add_image(
-            execution_id=execution_id,
-            slot=slot.slot,
-            image_index=index,
-            generation_prompt=result.final_prompt or prompt,
-            keyword=slot.keyword,
-            aspect_ratio=slot.aspect_ratio,
-            seed=image.seed if image.seed is not None else seed,
-            temp_image_path=str(path),
-            media_type=media_type,
-        )
-        image_ids.append(record.id)
+    image_ids = _save_images(
+        execution_id,
+        slot.slot,
+        slot.keyword,
+        slot.aspect_ratio,
+        seed,
+        result.final_prompt or prompt,
+        result.images,
+        settings,
+    )
     repository.update_slot(
         slot_id, status=SlotStatus.GENERATED, prompt=result.final_prompt or prompt, error=None
     )
@@ -120,6 +108,53 @@ def generate_slot(execution_id: int, slot_id: int) -> list[int]:
         duration_ms=t["ms"],
     )
     return image_ids
+
+
+def _seed(base_seed: int | None, slot: int) -> int:
+    """Reproducible per slot when the job has a seed, random otherwise."""
+    if base_seed is None:
+        return random.randrange(2**31)
+    return (base_seed * 100_003 + slot) % 2**31
+
+
+def _save_images(
+    execution_id: int,
+    slot: int,
+    keyword: str,
+    aspect_ratio: str,
+    seed: int,
+    prompt: str,
+    images: list[GeneratedImage],
+    settings: Settings,
+) -> list[int]:
+    """Write every image to temp, then record them all in one transaction: a crash leaves
+    either all of a generation's rows or none (and then no file behind)."""
+    temp_dir = Path(str(settings.job.temp_dir))
+    stem = f"{safe_name(str(settings.job.label))}_{slot}"
+    rows: list[dict[str, object]] = []
+    try:
+        for index, image in enumerate(images):
+            media_type = sniff_media_type(image.data) or "application/octet-stream"
+            # The execution id keeps temp names apart across jobs that share a label.
+            path = write_atomically(
+                temp_dir, f"{stem}_{index}_e{execution_id}", extension_for(media_type), image.data
+            )
+            rows.append(
+                {
+                    "image_index": index,
+                    "generation_prompt": prompt,
+                    "keyword": keyword,
+                    "aspect_ratio": aspect_ratio,
+                    "seed": image.seed if image.seed is not None else seed,
+                    "temp_image_path": str(path),
+                    "media_type": media_type,
+                }
+            )
+        return repository.add_images(execution_id, slot, rows)
+    except BaseException:
+        for row in rows:
+            remove_quietly(str(row["temp_image_path"]))
+        raise
 
 
 def stop_reason(execution_id: int) -> str | None:

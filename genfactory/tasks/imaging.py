@@ -170,6 +170,11 @@ def _read(src: str) -> bytes:
         raise ImageRejected(f"image path {src} is a directory, not a file") from None
 
 
+def hash_file(src: str, max_pixels: int) -> int:
+    """Perceptual hash of an image file as generated (before any processing)."""
+    return perceptual_hash(open_image(_read(src), max_pixels=max_pixels))
+
+
 def prepare_file(src: str, settings: dict[str, Any], max_pixels: int) -> bytes:
     """Decode the file at ``src``, run the "prepare" stage, return lossless PNG bytes.
 

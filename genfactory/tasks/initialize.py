@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from datetime import datetime
@@ -20,6 +21,7 @@ from genfactory.storage import repository
 from genfactory.storage.db import data_dir
 from genfactory.tasks.common import TASK_OPTIONS, log_step, scrub_errors
 from genfactory.tasks.files import safe_name
+from genfactory.tasks.lifecycle import recover_stale_executions, this_worker
 from genfactory.tasks.runtime import start_runtime
 from genfactory.tasks.secrets import load_credentials
 
@@ -126,6 +128,14 @@ def initialize_job(settings: Settings, rerun_of_id: int | None = None) -> JobPla
     """Validate settings and inputs, create the `running` execution and its generation slots."""
     credentials = load_credentials(settings)
     resolved, slots, output_dir, temp_dir = prepare(settings, credentials)
+    for stale in recover_stale_executions():
+        log_step(
+            f"job {stale} was left running by a process that ended: marked failed",
+            step="initialize",
+            execution_id=stale,
+            level=logging.WARNING,
+        )
+    host, pid = this_worker()
     label = str(resolved.job.label)
     log_dir = data_dir() / "logs"
     execution = repository.create_execution(
@@ -135,6 +145,8 @@ def initialize_job(settings: Settings, rerun_of_id: int | None = None) -> JobPla
         temp_dir=str(temp_dir),
         flow_run_id=str(flow_run.id) if flow_run.id else None,
         rerun_of_id=rerun_of_id,
+        worker_host=host,
+        worker_pid=pid,
     )
     log_path = log_dir / f"{safe_name(label)}_{execution.id}.log"
     repository.set_execution_log_path(execution.id, str(log_path))

@@ -8,7 +8,6 @@ from pathlib import Path
 
 from prefect import task
 
-from genfactory.errors import JobFatalError
 from genfactory.providers.base import ImageInput, MetadataRequest
 from genfactory.statuses import ImageStatus
 from genfactory.storage import repository
@@ -22,6 +21,7 @@ from genfactory.tasks.common import (
     scrub_errors,
     timed,
 )
+from genfactory.tasks.files import remove_quietly
 from genfactory.tasks.runtime import get_runtime
 
 
@@ -30,6 +30,7 @@ from genfactory.tasks.runtime import get_runtime
 def describe_image(execution_id: int, image_id: int) -> bool:
     """Generate (if `run_metadata_gen`) and embed metadata, then approve the image."""
     runtime = get_runtime(execution_id)
+    runtime.check()
     settings = runtime.settings
     image = repository.get_image(image_id)
     final_path = Path(str(image.final_image_path))
@@ -41,11 +42,8 @@ def describe_image(execution_id: int, image_id: int) -> bool:
                 prompt=image.generation_prompt,
                 keyword=image.keyword or "",
             )
-            try:
+            with runtime.guard():
                 metadata = runtime.provider("metadata").describe(request).as_dict()
-            except JobFatalError as exc:
-                runtime.stop(describe_error(exc))
-                raise
             repository.update_image(image_id, image_metadata=metadata)
         if metadata and settings.metadata.embed:
             imaging.embed_file_metadata(
@@ -54,7 +52,11 @@ def describe_image(execution_id: int, image_id: int) -> bool:
                 str(metadata["description"]),
                 list(metadata["keywords"]),
             )
-    repository.update_image(image_id, status=ImageStatus.APPROVED, error=None, error_code=None)
+    # Approved: from now on the image lives only in the output directory.
+    repository.update_image(
+        image_id, status=ImageStatus.APPROVED, temp_image_path=None, error=None, error_code=None
+    )
+    remove_quietly(image.temp_image_path)
     log_step(
         "approved" + (f": {metadata['title']}" if metadata else ""),
         step="metadata",

@@ -1,5 +1,5 @@
-"""The process step (SPEC §4): Pillow pipeline in the process pool, background removal between
-its two stages, near-duplicate filter, temp → output file move."""
+"""The process step (SPEC §4): near-duplicate check, then the Pillow pipeline in the process
+pool with background removal between its two stages, written to the output directory."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from genfactory.processing import find_near_duplicate
 from genfactory.providers.base import ImageInput
 from genfactory.statuses import ImageStatus
 from genfactory.storage import repository
+from genfactory.storage.repository import ImageRecord
 from genfactory.tasks import imaging
 from genfactory.tasks.common import (
     TASK_OPTIONS,
@@ -22,7 +23,7 @@ from genfactory.tasks.common import (
     scrub_errors,
     timed,
 )
-from genfactory.tasks.files import remove_quietly, safe_name
+from genfactory.tasks.files import safe_name
 from genfactory.tasks.runtime import JobRuntime, get_runtime
 
 
@@ -31,20 +32,36 @@ from genfactory.tasks.runtime import JobRuntime, get_runtime
 def process_image(execution_id: int, image_id: int) -> bool:
     """Write the processed file to the output directory; True when the image goes on.
 
-    Afterwards the image lives in exactly one place: `final_image_path` is set, the temp file
-    is removed. A rejected or failed image keeps its temp file for a later retry.
+    The unprocessed original stays in temp until the image is approved (the metadata step
+    removes it), so an image that fails later can be retried from it; a rejected or failed
+    image has no file in the output directory.
     """
     runtime = get_runtime(execution_id)
+    runtime.check()
     settings = runtime.settings
     options = settings.processing
     image = repository.get_image(image_id)
     source = str(image.temp_image_path)
-    stem = f"{safe_name(str(settings.job.label))}_{image.slot}_{image.image_index}"
-    output_dir = str(settings.job.output_dir)
     used = options.model_dump(mode="json")
     note = None
     with timed() as t:
         try:
+            # Before any paid or visible work: a near-duplicate costs nothing more.
+            phash = imaging.run_in_pool(imaging.hash_file, source, options.max_image_pixels)
+            duplicate_of = _claim_hash(runtime, image, phash)
+            if duplicate_of is not None:
+                reason = f"near-duplicate of {duplicate_of}"
+                repository.update_image(image_id, status=ImageStatus.QC_FAILED, qc_reason=reason)
+                log_step(
+                    f"rejected: {reason}",
+                    step="process",
+                    sub_step="dedupe",
+                    slot=image.slot,
+                    image_index=image.image_index,
+                )
+                return False
+            stem = f"{safe_name(str(settings.job.label))}_{image.slot}_{image.image_index}"
+            output_dir = str(settings.job.output_dir)
             if options.remove_bg and settings.providers.background != "none":
                 prepared = imaging.run_in_pool(
                     imaging.prepare_file, source, used, options.max_image_pixels
@@ -70,22 +87,14 @@ def process_image(execution_id: int, image_id: int) -> bool:
             return fail_image(
                 image, "process", describe_error(exc), error_code(exc), processing_settings=used
             )
-
-    phash = int(outcome["phash"])
-    duplicate_of = _claim_hash(runtime, image_id, phash, outcome, used)
-    if duplicate_of is not None:
-        remove_quietly(outcome["path"])
-        reason = f"near-duplicate of {duplicate_of}"
-        repository.update_image(image_id, status=ImageStatus.QC_FAILED, qc_reason=reason)
-        log_step(
-            f"rejected: {reason}",
-            step="process",
-            sub_step="dedupe",
-            slot=image.slot,
-            image_index=image.image_index,
-        )
-        return False
-    remove_quietly(source)
+    repository.update_image(
+        image_id,
+        final_image_path=str(outcome["path"]),
+        width=outcome["width"],
+        height=outcome["height"],
+        media_type=f"image/{'jpeg' if outcome['format'] == 'jpg' else outcome['format']}",
+        processing_settings=used,
+    )
     log_step(
         f"{Path(outcome['path']).name} {outcome['width']}x{outcome['height']}"
         + (f" ({note})" if note else ""),
@@ -100,12 +109,12 @@ def process_image(execution_id: int, image_id: int) -> bool:
 def _remove_background(runtime: JobRuntime, prepared: bytes) -> tuple[bytes | None, str | None]:
     """(cutout PNG, note). Soft failure mode keeps the image; `fail` returns (None, reason)."""
     try:
-        result = runtime.provider("background").remove_background(
-            ImageInput(data=prepared, media_type="image/png")
-        )
-    except JobFatalError as exc:
-        runtime.stop(describe_error(exc))
-        raise
+        with runtime.guard():
+            result = runtime.provider("background").remove_background(
+                ImageInput(data=prepared, media_type="image/png")
+            )
+    except JobFatalError:
+        raise  # the guard has stopped the job: no soft fallback for a bad key or no credits
     except ProviderError as exc:
         if runtime.settings.processing.remove_bg_failure_mode == "fail":
             return None, describe_error(exc)
@@ -113,30 +122,21 @@ def _remove_background(runtime: JobRuntime, prepared: bytes) -> tuple[bytes | No
     return result.data, result.note
 
 
-def _claim_hash(
-    runtime: JobRuntime,
-    image_id: int,
-    phash: int,
-    outcome: dict[str, object],
-    used: dict[str, object],
-) -> int | None:
-    """Record the processed file, unless it nearly duplicates an earlier image (then its id)."""
+def _claim_hash(runtime: JobRuntime, image: ImageRecord, phash: int) -> int | None:
+    """Record the image's perceptual hash, unless it nearly duplicates an earlier image of the
+    job (or the store): then return that image's id. Serialised so that two similar images
+    processed at once cannot both pass."""
     options = runtime.settings.processing
     with runtime.dedupe_lock:
         if options.near_duplicate_threshold > 0:
             scope = runtime.execution_id if options.near_duplicate_scope == "job" else None
-            earlier = [(other, int(h, 16)) for other, h in repository.image_hashes(scope)]
+            earlier = [
+                (other, int(h, 16))
+                for other, h in repository.image_hashes(scope)
+                if other != image.id
+            ]
             duplicate_of = find_near_duplicate(phash, earlier, options.near_duplicate_threshold)
             if duplicate_of is not None:
                 return duplicate_of
-        repository.update_image(
-            image_id,
-            final_image_path=str(outcome["path"]),
-            temp_image_path=None,
-            width=outcome["width"],
-            height=outcome["height"],
-            media_type=f"image/{'jpeg' if outcome['format'] == 'jpg' else outcome['format']}",
-            phash=format(phash, "016x"),
-            processing_settings=used,
-        )
+        repository.update_image(image.id, phash=format(phash, "016x"))
     return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -28,7 +29,7 @@ def start_progress(execution_id: int, label: str, total_slots: int) -> JobProgre
     try:
         artifact = create_progress_artifact(
             progress=_percent(0, total_slots),
-            key=f"job-{execution_id}-progress",
+            key=artifact_key(label, execution_id, "progress"),
             description=f"Job {execution_id} '{label}': {total_slots} generation slots",
         )
         state.artifact_id = artifact if isinstance(artifact, UUID) else None
@@ -49,6 +50,12 @@ def advance(state: JobProgress, message: str = "") -> None:
         except Exception as exc:
             logger.debug("progress artifact not updated: %s", exc)
     _publish(state, message)
+
+
+def artifact_key(label: str, execution_id: int, kind: str) -> str:
+    """Prefect artifact key of a job: lowercase letters, digits and dashes only."""
+    slug = re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")[:60] or "job"
+    return f"{slug}-{execution_id}-{kind}"
 
 
 def _percent(done: int, total: int) -> float:

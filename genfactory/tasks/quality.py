@@ -6,11 +6,10 @@ from pathlib import Path
 
 from prefect import task
 
-from genfactory.errors import JobFatalError
 from genfactory.providers.base import ImageInput, QCRequest
 from genfactory.statuses import ImageStatus
 from genfactory.storage import repository
-from genfactory.tasks.common import TASK_OPTIONS, describe_error, log_step, scrub_errors, timed
+from genfactory.tasks.common import TASK_OPTIONS, log_step, scrub_errors, timed
 from genfactory.tasks.runtime import get_runtime
 
 
@@ -20,6 +19,7 @@ def quality_check(execution_id: int, image_id: int) -> bool:
     """True when the image may go on; a rejected image becomes `qc_failed` with the reason and
     its file stays in the temp directory."""
     runtime = get_runtime(execution_id)
+    runtime.check()
     settings = runtime.settings
     if not settings.qc.run_quality_check:
         return True
@@ -31,17 +31,13 @@ def quality_check(execution_id: int, image_id: int) -> bool:
         aspect_ratio=image.aspect_ratio,
     )
     provider = runtime.provider("qc")
-    try:
-        with timed() as t:
-            if settings.metadata.combined_with_qc and hasattr(provider, "check_and_describe"):
-                verdict, metadata = provider.check_and_describe(request, image.keyword or "")
-                if metadata is not None and verdict.passed:
-                    repository.update_image(image_id, image_metadata=metadata.as_dict())
-            else:
-                verdict = provider.check(request)
-    except JobFatalError as exc:
-        runtime.stop(describe_error(exc))
-        raise
+    with runtime.guard(), timed() as t:
+        if settings.metadata.combined_with_qc and hasattr(provider, "check_and_describe"):
+            verdict, metadata = provider.check_and_describe(request, image.keyword or "")
+            if metadata is not None and verdict.passed:
+                repository.update_image(image_id, image_metadata=metadata.as_dict())
+        else:
+            verdict = provider.check(request)
     if verdict.passed:
         log_step(
             "passed", step="qc", slot=image.slot, image_index=image.image_index, duration_ms=t["ms"]

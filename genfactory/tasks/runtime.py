@@ -7,16 +7,20 @@ runs in a process that has not seen the job yet (another worker, a resume).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from genfactory.config import Credentials, Settings, validate_settings
+from genfactory.errors import JobFatalError, JobStopped
 from genfactory.logs import register_secrets
 from genfactory.providers.base import Usage
 from genfactory.providers.registry import ProviderContext, build_provider
 from genfactory.storage import repository
+from genfactory.tasks.common import describe_error
 from genfactory.tasks.limits import make_limiter
 from genfactory.tasks.secrets import load_credentials
 
@@ -44,6 +48,21 @@ class JobRuntime:
     def stop(self, reason: str) -> None:
         if self.stop_reason is None:
             self.stop_reason = reason
+
+    def check(self) -> None:
+        """Raise JobStopped once the job must not start more work."""
+        if self.stop_reason:
+            raise JobStopped(f"job stopped: {self.stop_reason}")
+
+    @contextlib.contextmanager
+    def guard(self) -> Iterator[None]:
+        """Around provider calls: a bad key or exhausted credits stops the whole job, before
+        any other slot spends more."""
+        try:
+            yield
+        except JobFatalError as exc:
+            self.stop(describe_error(exc))
+            raise
 
     def close(self) -> None:
         with self._lock:
@@ -81,6 +100,12 @@ def get_runtime(execution_id: int) -> JobRuntime:
         return runtime
     execution = repository.get_execution(execution_id)
     return start_runtime(execution_id, validate_settings(execution.settings_snapshot))
+
+
+def peek_runtime(execution_id: int) -> JobRuntime | None:
+    """The execution's runtime in this process, without building one."""
+    with _registry_lock:
+        return _runtimes.get(execution_id)
 
 
 def release_runtime(execution_id: int) -> JobRuntime | None:

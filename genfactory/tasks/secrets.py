@@ -1,5 +1,5 @@
 """API keys at run time: from the environment, else from Prefect Secret blocks (when a Prefect
-server is configured with PREFECT_API_URL).
+server is configured: PREFECT_API_URL in the environment or the Prefect profile).
 
 Keys are loaded inside tasks, never passed as parameters or stored (a Secret block referenced in
 a deployment's job variables would be resolved at deploy time and stored in plain text).
@@ -8,11 +8,11 @@ a deployment's job variables would be resolved at deploy time and stored in plai
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 from genfactory.config import Credentials, Settings
-from genfactory.providers.registry import REQUIRED_KEYS, ROLES, key_required, provider_name
+from genfactory.providers.registry import required_keys
+from genfactory.tasks.limits import prefect_server_configured
 
 logger = logging.getLogger("genfactory.secrets")
 
@@ -27,13 +27,7 @@ SECRET_BLOCKS = {
 
 def needed_keys(settings: Settings) -> set[str]:
     """Credentials fields the configured providers need."""
-    needed = set()
-    for role in ROLES:
-        name = provider_name(settings, role)
-        need = REQUIRED_KEYS.get((role, name))
-        if need and key_required(settings, role, name):
-            needed.add(need[0])
-    return needed
+    return {field for field, _env in required_keys(settings).values()}
 
 
 def load_credentials(settings: Settings) -> Credentials:
@@ -55,7 +49,7 @@ def load_credentials(settings: Settings) -> Credentials:
 
 
 def _load_block(name: str) -> str | None:
-    if not os.environ.get("PREFECT_API_URL"):
+    if not prefect_server_configured():
         # Only a Prefect server holds blocks worth asking for; starting the ephemeral API just
         # to learn that a key is missing would cost ~10 s before the error.
         return None

@@ -42,6 +42,8 @@ def upgrade() -> None:
         sa.Column("error_message", sa.Text(), nullable=True),
         sa.Column("settings_snapshot", sa.JSON(), nullable=False),
         sa.Column("flow_run_id", sa.String(length=64), nullable=True),
+        sa.Column("worker_host", sa.String(length=255), nullable=True),
+        sa.Column("worker_pid", sa.Integer(), nullable=True),
         sa.Column("usage", sa.JSON(), nullable=False),
         sa.Column("output_dir", sa.Text(), nullable=True),
         sa.Column("temp_dir", sa.Text(), nullable=True),
@@ -96,6 +98,9 @@ def upgrade() -> None:
         batch_op.create_index(
             "ix_generated_images_execution_status", ["execution_id", "status"], unique=False
         )
+        batch_op.create_index(
+            "ix_generated_images_slot_image", ["execution_id", "slot", "image_index"], unique=True
+        )
         batch_op.create_index(batch_op.f("ix_generated_images_status"), ["status"], unique=False)
 
     op.create_table(
@@ -133,6 +138,7 @@ def downgrade() -> None:
     op.drop_table("generation_slots")
     with op.batch_alter_table("generated_images", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_generated_images_status"))
+        batch_op.drop_index("ix_generated_images_slot_image")
         batch_op.drop_index("ix_generated_images_execution_status")
 
     op.drop_table("generated_images")

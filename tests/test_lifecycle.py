@@ -1,0 +1,133 @@
+"""No execution stays `running` after its run ended: hooks, killed processes, partial work."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from genfactory.config import load_settings
+from genfactory.statuses import ImageStatus, JobStatus, SlotStatus
+from genfactory.storage import repository
+from genfactory.tasks import generate
+from genfactory.tasks.lifecycle import recover_stale_executions, this_worker
+from genfactory.tasks.runtime import release_runtime, start_runtime
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def _execution(**extra: Any) -> repository.ExecutionRecord:
+    return repository.create_execution(
+        label="lifecycle", settings_snapshot={}, output_dir="/o", temp_dir="/t", **extra
+    )
+
+
+def test_an_execution_left_running_by_a_killed_process_is_marked_failed() -> None:
+    host, pid = this_worker()
+    dead = _execution(worker_host=host, worker_pid=_dead_pid())
+    alive = _execution(worker_host=host, worker_pid=pid)
+    elsewhere = _execution(worker_host="another-machine", worker_pid=_dead_pid())
+    assert recover_stale_executions() == [dead.id]
+    record = repository.get_execution(dead.id)
+    assert record.status == JobStatus.FAILED
+    assert "interrupted" in str(record.error_message)
+    assert repository.get_execution(alive.id).status == JobStatus.RUNNING
+    assert repository.get_execution(elsewhere.id).status == JobStatus.RUNNING
+
+
+def _slot_runtime(tmp_path: Path) -> tuple[int, int]:
+    settings = load_settings(
+        overrides={
+            "job.keywords_file": str(EXAMPLES / "keywords.txt"),
+            "job.variations": 3,
+            "job.label": "partial",
+            "job.output_dir": str(tmp_path / "out"),
+            "job.temp_dir": str(tmp_path / "tmp"),
+            "generation.local_long_side": 128,
+        },
+        environ={},
+    )
+    execution = _execution()
+    (slot_id,) = repository.add_slots(
+        execution.id,
+        [
+            {
+                "slot": 0,
+                "keyword": "fox",
+                "variables": {},
+                "aspect_ratio": "1:1",
+                "width": 128,
+                "height": 128,
+                "system_prompt": "red fox",
+            }
+        ],
+    )
+    start_runtime(execution.id, settings)
+    return execution.id, slot_id
+
+
+def test_generate_records_all_images_of_a_generation_or_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    execution_id, slot_id = _slot_runtime(tmp_path)
+    original = repository.add_images
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(repository, "add_images", broken)
+    with pytest.raises(OSError):
+        generate.generate_slot.fn(execution_id, slot_id)
+    assert repository.list_images(execution_id=execution_id) == []
+    assert list((tmp_path / "tmp").iterdir()) == []  # no orphan files
+    assert repository.get_slot(slot_id).status == SlotStatus.GENERATING
+
+    monkeypatch.setattr(repository, "add_images", original)
+    first = generate.generate_slot.fn(execution_id, slot_id)
+    again = generate.generate_slot.fn(execution_id, slot_id)  # a retry or a resume
+    assert len(first) == 3 and again == first
+    assert repository.get_slot(slot_id).status == SlotStatus.GENERATED
+    assert len(list((tmp_path / "tmp").iterdir())) == 3
+
+    # Images already past QC are not handed out again.
+    repository.update_image(first[0], status=ImageStatus.APPROVED)
+    assert generate.generate_slot.fn(execution_id, slot_id) == first[1:]
+    release_runtime(execution_id)
+
+
+@pytest.mark.prefect
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_flow_failing_after_initialization_leaves_no_running_execution(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The module, not the flow of the same name that genfactory.flows exports.
+    module = importlib.import_module("genfactory.flows.generate_job")
+
+    def explode(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("progress store unavailable")
+
+    monkeypatch.setattr(module, "start_progress", explode)
+    settings = load_settings(
+        overrides={
+            "job.keywords_file": str(EXAMPLES / "keywords.txt"),
+            "job.output_dir": str(tmp_path / "out"),
+            "job.temp_dir": str(tmp_path / "tmp"),
+        },
+        environ={},
+    )
+    state = module.generate_job(settings, return_state=True)
+    assert state.is_failed()
+    (execution,) = repository.list_executions()
+    assert execution.status == JobStatus.FAILED
+    assert "progress store unavailable" in str(execution.error_message)
+    assert execution.completed_at is not None
