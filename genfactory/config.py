@@ -56,6 +56,24 @@ def parse_aspect_ratio(value: str) -> tuple[int, int]:
     return w, h
 
 
+def fit_size(
+    aspect_ratio: str, long_side: int, *, multiple: int, low: int = 128, high: int = 2048
+) -> tuple[int, int]:
+    """(width, height) with the ratio's shape, the given long side, sides multiples of `multiple`
+    within [low, high]."""
+
+    def snap(value: float) -> int:
+        lowest = -(-low // multiple) * multiple
+        highest = high // multiple * multiple
+        return min(highest, max(lowest, int(value / multiple + 0.5) * multiple))
+
+    rw, rh = parse_aspect_ratio(aspect_ratio)
+    long_px = snap(long_side)
+    if rw >= rh:
+        return long_px, snap(long_px * rh / rw)
+    return snap(long_px * rw / rh), long_px
+
+
 def _check_ratio(value: str) -> str:
     parse_aspect_ratio(value)
     return value.strip()

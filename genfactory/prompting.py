@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from genfactory.config import parse_aspect_ratio
+from genfactory.config import fit_size
 from genfactory.errors import InputFileError
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
@@ -400,7 +400,4 @@ def size_for(aspect_ratio: str, long_side: int) -> tuple[int, int]:
     The short side is the multiple of 8 closest to the exact ratio, e.g. 16:9 at 1024 ->
     (1024, 576), 4:5 at 1024 -> (816, 1024).
     """
-    w, h = parse_aspect_ratio(aspect_ratio)
-    long_px = max(8, (long_side // 8) * 8)
-    short_px = max(8, round(long_px * min(w, h) / max(w, h) / 8) * 8)
-    return (long_px, short_px) if w >= h else (short_px, long_px)
+    return fit_size(aspect_ratio, long_side, multiple=8, low=8, high=max(long_side, 8))

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from genfactory.config import Settings
+from genfactory.config import Settings, fit_size
 from genfactory.errors import (
     AuthenticationError,
     BadRequest,
@@ -26,6 +26,7 @@ from genfactory.errors import (
     QuotaExceeded,
     RetryableProviderError,
 )
+from genfactory.media import sniff_media_type
 from genfactory.providers.base import (
     GenerationRequest,
     ImageInput,
@@ -34,7 +35,7 @@ from genfactory.providers.base import (
     PromptRequest,
     QCRequest,
 )
-from genfactory.providers.http import RetryPolicy, fit_size, parse_retry_after, sniff_media_type
+from genfactory.providers.http import RetryPolicy, parse_retry_after
 from genfactory.providers.no_background import KeepBackground
 from genfactory.providers.openai_chat import (
     OpenAIPrompt,

@@ -38,7 +38,6 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import SecretStr
 
-from genfactory.config import parse_aspect_ratio
 from genfactory.errors import (
     AuthenticationError,
     BadRequest,
@@ -128,24 +127,6 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
-
-
-def fit_size(
-    aspect_ratio: str, long_side: int, *, multiple: int, low: int = 128, high: int = 2048
-) -> tuple[int, int]:
-    """(width, height) with the ratio's shape, the given long side, sides multiples of `multiple`
-    within [low, high]."""
-
-    def snap(value: float) -> int:
-        lowest = -(-low // multiple) * multiple
-        highest = high // multiple * multiple
-        return min(highest, max(lowest, int(value / multiple + 0.5) * multiple))
-
-    rw, rh = parse_aspect_ratio(aspect_ratio)
-    long_px = snap(long_side)
-    if rw >= rh:
-        return long_px, snap(long_px * rh / rw)
-    return snap(long_px * rw / rh), long_px
 
 
 @functools.cache

@@ -6,12 +6,11 @@ import base64
 import binascii
 from typing import Any
 
-from genfactory.config import parse_aspect_ratio
+from genfactory.config import fit_size, parse_aspect_ratio
 from genfactory.errors import MalformedResponse
 from genfactory.providers.base import GeneratedImage, GenerationRequest, GenerationResult
 from genfactory.providers.http import (
     RAW_LIMIT,
-    fit_size,
     generation_timeout_seconds,
     sniff_media_type,
 )

@@ -8,7 +8,7 @@ import logging
 import uuid
 from typing import Any
 
-from genfactory.config import parse_lora
+from genfactory.config import fit_size, parse_lora
 from genfactory.errors import (
     AuthenticationError,
     BadRequest,
@@ -22,7 +22,6 @@ from genfactory.providers.base import GeneratedImage, GenerationRequest, Generat
 from genfactory.providers.http import (
     RAW_LIMIT,
     ServiceClient,
-    fit_size,
     generation_timeout_seconds,
     sniff_media_type,
 )

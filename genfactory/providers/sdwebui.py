@@ -7,12 +7,12 @@ import binascii
 import json
 from typing import Any
 
+from genfactory.config import fit_size
 from genfactory.errors import MalformedResponse
 from genfactory.providers.base import GeneratedImage, GenerationRequest, GenerationResult
 from genfactory.providers.http import (
     RAW_LIMIT,
     ServiceClient,
-    fit_size,
     generation_timeout_seconds,
     sniff_media_type,
 )
