@@ -42,6 +42,19 @@ def _scene(shift: int, brightness: int, shape: str) -> Image.Image:
     return image
 
 
+def _animated_gif() -> bytes:
+    frames = [Image.new("RGB", (128, 128), (i * 80, 40, 90)) for i in range(3)]
+    out = io.BytesIO()
+    frames[0].save(out, "GIF", save_all=True, append_images=frames[1:], duration=100)
+    return out.getvalue()
+
+
+def _cmyk_jpeg() -> bytes:
+    out = io.BytesIO()
+    _scene(0, 0, "sun").convert("CMYK").save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
 class ScriptedImages:
     """An image provider whose answers depend on the prompt, as a real service's might."""
 
@@ -66,6 +79,9 @@ class ScriptedImages:
                 good[: len(good) // 2],
                 b"<html><body><h1>502 Bad Gateway</h1></body></html>",
                 _png(Image.new("RGB", (1, 1), "red")),
+                _png(Image.new("RGB", (1200, 1000), "white")),  # over the 1 MP limit set below
+                _animated_gif(),
+                _cmyk_jpeg(),  # legitimate: converted, not rejected
             ]
         return GenerationResult(
             images=[GeneratedImage(data=b, seed=i) for i, b in enumerate(blobs)],
@@ -124,28 +140,37 @@ def test_near_duplicates_are_rejected_and_named(tmp_path: Path) -> None:
 
 @pytest.mark.usefixtures("scripted")
 def test_hostile_downloads_fail_one_image_each_never_the_job(tmp_path: Path) -> None:
-    settings = settings_for(tmp_path, ["hostile"], **{"qc.run_quality_check": False})
+    settings = settings_for(
+        tmp_path,
+        ["hostile"],
+        **{
+            "qc.run_quality_check": False,
+            "processing.max_image_pixels": 1_000_000,
+            "processing.convert_format": "jpg",
+        },
+    )
     summary = generate_job(settings)
     execution = repository.get_execution(summary["execution_id"])
     images = repository.list_images(execution_id=execution.id)
     assert execution.status == JobStatus.COMPLETED
-    assert [i.status for i in images] == [
-        ImageStatus.APPROVED,
-        ImageStatus.FAILED,
-        ImageStatus.FAILED,
-        ImageStatus.FAILED,
-    ]
-    truncated, html, tiny = (str(i.error).lower() for i in images[1:])
+    ok, failed, cmyk = images[0], images[1:6], images[6]
+    assert ok.status == cmyk.status == ImageStatus.APPROVED
+    assert [i.status for i in failed] == [ImageStatus.FAILED] * 5
+    truncated, html, tiny, bomb, animated = (str(i.error).lower() for i in failed)
     assert "truncated" in truncated or "corrupt" in truncated
     assert "html" in html
     assert "1x1" in tiny
-    assert all(i.error_code == "bad_image" for i in images[1:])
-    # No half-written output: exactly the one approved file, no temp names left behind.
-    assert [p.name for p in (tmp_path / "out").iterdir()] == [
-        Path(str(images[0].final_image_path)).name
-    ]
+    assert "decompression bomb" in bomb and "1200x1000" in bomb
+    assert "animated gif (3 frames)" in animated
+    assert all(i.error_code == "bad_image" for i in failed)
+    with Image.open(str(cmyk.final_image_path)) as delivered:
+        assert delivered.mode == "RGB" and delivered.size == (256, 256)
+    # No half-written output: exactly the approved files, no temp names left behind.
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
+        Path(str(i.final_image_path)).name for i in (ok, cmyk)
+    )
     # The failed downloads stay listed in temp, for a look or a retry.
-    for image in images[1:]:
+    for image in failed:
         assert Path(str(image.temp_image_path)).is_file()
 
 
@@ -153,13 +178,10 @@ def test_hostile_downloads_fail_one_image_each_never_the_job(tmp_path: Path) -> 
 def test_hostile_downloads_are_caught_by_qc_first(tmp_path: Path) -> None:
     summary = generate_job(settings_for(tmp_path, ["hostile"]))
     images = repository.list_images(execution_id=summary["execution_id"])
-    assert [i.status for i in images] == [
-        ImageStatus.APPROVED,
-        ImageStatus.QC_FAILED,
-        ImageStatus.QC_FAILED,
-        ImageStatus.QC_FAILED,
-    ]
-    assert all(i.qc_reason for i in images[1:])
+    assert images[0].status == ImageStatus.APPROVED
+    for image in images[1:4]:  # truncated, HTML, 1x1: rejected before any processing
+        assert image.status == ImageStatus.QC_FAILED and image.qc_reason
+        assert image.final_image_path is None
 
 
 def test_delivered_files_carry_the_stored_metadata(tmp_path: Path) -> None:
