@@ -345,6 +345,9 @@ def settings_cmd() -> None:
 
 def main() -> None:
     """Console entry point."""
+    # Offline by default: Prefect's ephemeral server would otherwise try to send telemetry
+    # (and log an error when there is no network).
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     try:
         app()
     except KeyboardInterrupt:

@@ -95,6 +95,14 @@ def _redact_record(record: logging.LogRecord) -> None:
         record.__dict__["error"] = redact(record.__dict__["error"])
 
 
+class RoutineStatesFilter(logging.Filter):
+    """Drops Prefect's "Finished in state Completed()" lines: one per task run, they would
+    outnumber the job's own lines in a big job's log (debug logs keep them)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Finished in state Completed(")
+
+
 class RedactingFilter(logging.Filter):
     """Belt and braces for handlers that receive records made before redaction was installed."""
 
@@ -105,12 +113,18 @@ class RedactingFilter(logging.Filter):
 
 
 class StructuredFormatter(logging.Formatter):
-    """`time level logger message key=value...` with the structured step fields."""
+    """`time level run message key=value...`: the Prefect run (task or flow run name, else
+    the logger) and the structured step fields."""
 
     def __init__(self) -> None:
-        super().__init__("%(asctime)s %(levelname)-7s %(name)s %(message)s")
+        super().__init__("%(asctime)s %(levelname)-7s %(run)s %(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
+        record.run = (
+            record.__dict__.get("task_run_name")
+            or record.__dict__.get("flow_run_name")
+            or record.name
+        )
         line = super().format(record)
         fields = [
             f"{name}={record.__dict__[name]}"
@@ -131,6 +145,8 @@ def open_job_log(path: Path, *, debug: bool = False) -> logging.Handler:
     handler.setLevel(logging.DEBUG if debug else logging.INFO)
     handler.setFormatter(StructuredFormatter())
     handler.addFilter(RedactingFilter())
+    if not debug:
+        handler.addFilter(RoutineStatesFilter())
     for name in JOB_LOGGERS:
         logger = logging.getLogger(name)
         logger.addHandler(handler)
