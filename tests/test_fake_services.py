@@ -198,7 +198,7 @@ def test_a_hang_is_released_when_the_server_stops(client: httpx.Client) -> None:
         client.post(fake.urls["sdwebui"] + "/sdapi/v1/txt2img", json={}, timeout=0.2)
     started = time.monotonic()
     fake.stop()
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 10  # not the 30 s hang
 
 
 def test_runnable_by_hand_prints_what_to_export() -> None:

