@@ -130,9 +130,11 @@ def test_example_job_toml_shows_the_real_defaults() -> None:
 
 
 def test_secrets_come_from_the_environment_and_never_serialise() -> None:
-    creds = Credentials.from_env({"OPENAI_API_KEY": "sk-test-abcdef123456", "PIAPI_API_KEY": " "})
+    creds = Credentials.from_env(
+        {"OPENAI_API_KEY": "fake-openai-key-abcdef123456", "PIAPI_API_KEY": " "}
+    )
     assert creds.openai_api_key is not None and creds.piapi_api_key is None
-    assert "sk-test-abcdef123456" not in repr(creds)
-    assert "sk-test-abcdef123456" not in creds.model_dump_json()
+    assert "fake-openai-key-abcdef123456" not in repr(creds)
+    assert "fake-openai-key-abcdef123456" not in creds.model_dump_json()
     # Settings have no field that could carry a key.
     assert "api_key" not in Settings().model_dump_json()

@@ -245,7 +245,7 @@ def test_no_secret_reaches_store_logs_artifacts_or_files(
     isolated_store: Path,
 ) -> None:
     secrets = {
-        "OPENAI_API_KEY": "sk-test-OPENAI-0123456789abcdef",
+        "OPENAI_API_KEY": "fake-openai-test-key-0123456789abcdef",
         "PIAPI_API_KEY": "piapi-test-key-0123456789",
         "REMOVE_BG_API_KEY": "rbg-test-key-0123456789",
         "RUNWARE_API_KEY": "rw-test-key-0123456789",

@@ -462,3 +462,19 @@ class ServiceClient:
                 "retrying usually helps"
             )
         return RetryableProviderError(message, service=self.service)
+
+
+class ServiceProvider:
+    """Base of the providers that call one HTTP service: the context, the settings and the
+    service's client (one connection pool per provider and job)."""
+
+    name: str
+
+    def __init__(self, ctx: ProviderContext, http: ServiceClient) -> None:
+        self.ctx = ctx
+        self.settings = ctx.settings
+        self.http = http
+
+    def close(self) -> None:
+        """Close the service's connections."""
+        self.http.close()

@@ -32,7 +32,7 @@ from genfactory.providers.base import (
     QCRequest,
     QCVerdict,
 )
-from genfactory.providers.http import RAW_LIMIT, ServiceClient, sniff_media_type
+from genfactory.providers.http import RAW_LIMIT, ServiceClient, ServiceProvider, sniff_media_type
 from genfactory.providers.registry import ProviderContext
 
 log = logging.getLogger(__name__)
@@ -248,19 +248,14 @@ def openai_client(ctx: ProviderContext) -> ServiceClient:
     )
 
 
-class _OpenAIChat:
+class _OpenAIChat(ServiceProvider):
     """Chat completions with the HTTP error policy, token accounting and answer validation."""
 
     name = "openai"
 
     def __init__(self, ctx: ProviderContext) -> None:
-        self.ctx = ctx
-        self.settings = ctx.settings
         self.config = ctx.settings.openai
-        self.http = openai_client(ctx)
-
-    def close(self) -> None:
-        self.http.close()
+        super().__init__(ctx, openai_client(ctx))
 
     @property
     def vision_model(self) -> str:

@@ -11,6 +11,7 @@ from genfactory.errors import MalformedResponse
 from genfactory.providers.base import GeneratedImage, GenerationRequest, GenerationResult
 from genfactory.providers.http import (
     RAW_LIMIT,
+    ServiceProvider,
     generation_timeout_seconds,
     sniff_media_type,
 )
@@ -42,19 +43,14 @@ def image_size(model: str, aspect_ratio: str, width: int, height: int) -> tuple[
     return min(sizes, key=distance)
 
 
-class OpenAIImages:
+class OpenAIImages(ServiceProvider):
     """`ImageProvider` for OpenAI Images; `count` images, looping for one-image models."""
 
     name = "openai"
 
     def __init__(self, ctx: ProviderContext) -> None:
-        self.ctx = ctx
-        self.settings = ctx.settings
         self.config = ctx.settings.openai
-        self.http = openai_client(ctx)
-
-    def close(self) -> None:
-        self.http.close()
+        super().__init__(ctx, openai_client(ctx))
 
     def body_for(self, request: GenerationRequest, n: int) -> dict[str, Any]:
         model = self.config.image_model

@@ -30,6 +30,7 @@ from genfactory.providers.base import GeneratedImage, GenerationRequest, Generat
 from genfactory.providers.http import (
     RAW_LIMIT,
     ServiceClient,
+    ServiceProvider,
     generation_timeout_seconds,
     sniff_media_type,
 )
@@ -89,26 +90,24 @@ def split_grid(data: bytes) -> list[bytes]:
         return out
 
 
-class PiAPIMidjourney:
+class PiAPIMidjourney(ServiceProvider):
     """`ImageProvider` for Midjourney task APIs: four images per task."""
 
     name = "piapi"
 
     def __init__(self, ctx: ProviderContext) -> None:
-        self.ctx = ctx
-        self.settings = ctx.settings
         self.config = ctx.settings.piapi
-        self.http = ServiceClient(
+        super().__init__(
             ctx,
-            "piapi",
-            base_url=self.config.base_url,
-            secret=ctx.credentials.piapi_api_key,
-            auth_header=self.config.auth_header,
+            ServiceClient(
+                ctx,
+                "piapi",
+                base_url=self.config.base_url,
+                secret=ctx.credentials.piapi_api_key,
+                auth_header=self.config.auth_header,
+            ),
         )
         self._rng = random.Random()
-
-    def close(self) -> None:
-        self.http.close()
 
     def generate(self, request: GenerationRequest) -> GenerationResult:
         prompt = with_version(request.prompt, self.settings.generation.midjourney_version)

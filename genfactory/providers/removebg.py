@@ -14,7 +14,7 @@ from PIL import Image
 
 from genfactory.errors import ImageRejected, MalformedResponse
 from genfactory.providers.base import BackgroundResult, ImageInput
-from genfactory.providers.http import RAW_LIMIT, ServiceClient, sniff_media_type
+from genfactory.providers.http import RAW_LIMIT, ServiceClient, ServiceProvider, sniff_media_type
 from genfactory.providers.registry import ProviderContext
 
 log = logging.getLogger(__name__)
@@ -37,24 +37,22 @@ def as_png(data: bytes) -> bytes:
     return buffer.getvalue()
 
 
-class RemoveBG:
+class RemoveBG(ServiceProvider):
     """`BackgroundRemover` backed by remove.bg; `processing.remove_bg_size` goes out verbatim."""
 
     name = "removebg"
 
     def __init__(self, ctx: ProviderContext) -> None:
-        self.ctx = ctx
-        self.settings = ctx.settings
-        self.http = ServiceClient(
+        super().__init__(
             ctx,
-            "removebg",
-            base_url=ctx.settings.removebg.base_url,
-            secret=ctx.credentials.remove_bg_api_key,
-            auth_header="X-Api-Key",
+            ServiceClient(
+                ctx,
+                "removebg",
+                base_url=ctx.settings.removebg.base_url,
+                secret=ctx.credentials.remove_bg_api_key,
+                auth_header="X-Api-Key",
+            ),
         )
-
-    def close(self) -> None:
-        self.http.close()
 
     def remove_background(self, image: ImageInput) -> BackgroundResult:
         media_type = sniff_media_type(image.data)

@@ -22,6 +22,7 @@ from genfactory.providers.base import GeneratedImage, GenerationRequest, Generat
 from genfactory.providers.http import (
     RAW_LIMIT,
     ServiceClient,
+    ServiceProvider,
     generation_timeout_seconds,
     sniff_media_type,
 )
@@ -30,26 +31,24 @@ from genfactory.providers.registry import ProviderContext
 log = logging.getLogger(__name__)
 
 
-class RunwareImages:
+class RunwareImages(ServiceProvider):
     """`ImageProvider` for Runware: `count` images per request, cost reported by the service."""
 
     name = "runware"
 
     def __init__(self, ctx: ProviderContext) -> None:
-        self.ctx = ctx
-        self.settings = ctx.settings
         self.config = ctx.settings.runware
-        self.http = ServiceClient(
+        super().__init__(
             ctx,
-            "runware",
-            base_url=self.config.base_url,
-            secret=ctx.credentials.runware_api_key,
-            auth_header="Authorization",
-            auth_prefix="Bearer ",
+            ServiceClient(
+                ctx,
+                "runware",
+                base_url=self.config.base_url,
+                secret=ctx.credentials.runware_api_key,
+                auth_header="Authorization",
+                auth_prefix="Bearer ",
+            ),
         )
-
-    def close(self) -> None:
-        self.http.close()
 
     def task_for(self, request: GenerationRequest, task_uuid: str) -> dict[str, Any]:
         """The imageInference task Runware receives for a request."""

@@ -13,25 +13,21 @@ from genfactory.providers.base import GeneratedImage, GenerationRequest, Generat
 from genfactory.providers.http import (
     RAW_LIMIT,
     ServiceClient,
+    ServiceProvider,
     generation_timeout_seconds,
     sniff_media_type,
 )
 from genfactory.providers.registry import ProviderContext
 
 
-class SDWebUIImages:
+class SDWebUIImages(ServiceProvider):
     """`ImageProvider` for a local or remote SD WebUI; `count` images as one batch."""
 
     name = "sdwebui"
 
     def __init__(self, ctx: ProviderContext) -> None:
-        self.ctx = ctx
-        self.settings = ctx.settings
         self.config = ctx.settings.sdwebui
-        self.http = ServiceClient(ctx, "sdwebui", base_url=self.config.base_url)
-
-    def close(self) -> None:
-        self.http.close()
+        super().__init__(ctx, ServiceClient(ctx, "sdwebui", base_url=self.config.base_url))
 
     def body_for(self, request: GenerationRequest) -> dict[str, Any]:
         width, height = fit_size(
