@@ -221,7 +221,7 @@ def jobs_list(
     from genfactory.storage import repository
 
     def _list() -> list[repository.ExecutionRecord]:
-        from genfactory.tasks.lifecycle import recover_stale_executions
+        from genfactory.tasks.recovery import recover_stale_executions
 
         recover_stale_executions()
         return repository.list_executions(limit=limit, status=status)

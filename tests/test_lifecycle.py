@@ -14,7 +14,7 @@ from genfactory.config import load_settings
 from genfactory.statuses import ImageStatus, JobStatus, SlotStatus
 from genfactory.storage import repository
 from genfactory.tasks import generate
-from genfactory.tasks.lifecycle import recover_stale_executions, this_worker
+from genfactory.tasks.recovery import recover_stale_executions, this_worker
 from genfactory.tasks.runtime import release_runtime, start_runtime
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"

@@ -21,7 +21,7 @@ from genfactory.storage import repository
 from genfactory.storage.db import data_dir
 from genfactory.tasks.common import TASK_OPTIONS, log_step, scrub_errors
 from genfactory.tasks.files import safe_name
-from genfactory.tasks.lifecycle import recover_stale_executions, this_worker
+from genfactory.tasks.recovery import recover_stale_executions, this_worker
 from genfactory.tasks.runtime import start_runtime
 from genfactory.tasks.secrets import load_credentials
 
