@@ -202,7 +202,9 @@ def _print_summary(summary: dict[str, Any]) -> None:
         f"Approved images: [bold]{summary['output_dir']}[/]", highlight=False, soft_wrap=True
     )
     console.print(
-        f"Temp (QC-failed, not processed): {summary['temp_dir']}", highlight=False, soft_wrap=True
+        f"Temp (rejected and failed originals): {summary['temp_dir']}",
+        highlight=False,
+        soft_wrap=True,
     )
     console.print(f"Store: {describe_url(database_url())}", highlight=False, soft_wrap=True)
     console.print(f"Log: {summary['log_path']}", highlight=False, soft_wrap=True)
