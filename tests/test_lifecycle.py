@@ -32,15 +32,31 @@ def _execution(**extra: Any) -> repository.ExecutionRecord:
     )
 
 
-def test_an_execution_left_running_by_a_killed_process_is_marked_failed() -> None:
+def test_an_execution_left_running_by_a_killed_process_is_marked_failed(tmp_path: Path) -> None:
     host, pid = this_worker()
     dead = _execution(worker_host=host, worker_pid=_dead_pid())
+    # Killed between processing and approval: a processed file nobody may upload.
+    original, processed = tmp_path / "original.png", tmp_path / "processed.jpg"
+    original.write_bytes(b"original")
+    processed.write_bytes(b"processed")
+    image = repository.add_image(
+        execution_id=dead.id,
+        slot=0,
+        image_index=0,
+        generation_prompt="p",
+        temp_image_path=str(original),
+    )
+    repository.update_image(image.id, final_image_path=str(processed))
     alive = _execution(worker_host=host, worker_pid=pid)
     elsewhere = _execution(worker_host="another-machine", worker_pid=_dead_pid())
     assert recover_stale_executions() == [dead.id]
     record = repository.get_execution(dead.id)
     assert record.status == JobStatus.FAILED
     assert "interrupted" in str(record.error_message)
+    closed = repository.get_image(image.id)
+    assert closed.status == ImageStatus.FAILED and closed.error_code == "interrupted"
+    assert closed.final_image_path is None and not processed.exists()
+    assert closed.temp_image_path == str(original) and original.exists()
     assert repository.get_execution(alive.id).status == JobStatus.RUNNING
     assert repository.get_execution(elsewhere.id).status == JobStatus.RUNNING
 

@@ -222,7 +222,7 @@ def test_prefect_global_limits_cap_calls_across_threads() -> None:
         assert client.read_global_concurrency_limit_by_name(limit_name("sdwebui")).limit == 2
 
 
-def test_no_credits_at_remove_bg_stops_the_job_and_keeps_images_resumable(
+def test_no_credits_at_remove_bg_stops_the_job_and_loses_nothing(
     tmp_path: Path, fake: FakeServices
 ) -> None:
     fake.add_fault("removebg", "402", times=100)
@@ -245,10 +245,13 @@ def test_no_credits_at_remove_bg_stops_the_job_and_keeps_images_resumable(
     assert len(fake.requests("removebg")) == 1
     assert len(fake.requests("piapi", method="POST")) == 1
     images = repository.list_images(execution_id=execution.id)
-    # Resumable, none lost: no image was failed or delivered because of the stop.
-    assert ImageStatus.GENERATED in {i.status for i in images}
-    assert {i.status for i in images} <= {ImageStatus.GENERATED, ImageStatus.QC_FAILED}
+    # None lost, none delivered: the images stopped in flight fail with the reason and keep
+    # their originals in temp for a retry.
+    stopped = [i for i in images if i.status == ImageStatus.FAILED]
+    assert stopped and all(i.error_code == "job_stopped" for i in stopped)
+    assert {i.status for i in images} <= {ImageStatus.FAILED, ImageStatus.QC_FAILED}
     assert all(Path(str(i.temp_image_path)).is_file() for i in images)
+    assert all(i.final_image_path is None for i in images)
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
     slots = repository.list_slots(execution.id)
     assert [s.error_code for s in slots[1:]] == ["job_stopped"] * 3
@@ -270,3 +273,28 @@ def test_a_refused_openai_key_stops_the_job_at_the_first_call(
     assert "OPENAI_API_KEY" in str(execution.error_message)
     assert "wrong-openai-key-98765" not in str(execution.error_message)
     assert len(fake.requests("openai")) == 1  # the prompt call; nothing after it
+
+
+def test_a_transient_remove_bg_outage_is_retried_not_skipped(
+    tmp_path: Path, fake: FakeServices
+) -> None:
+    # Three 503s use up the in-call tries; the process step's own retry then succeeds, so the
+    # image is delivered cut out instead of falling back to "background kept".
+    fake.add_fault("removebg", "503", times=3)
+    settings = remote_settings(
+        tmp_path,
+        fake,
+        count=1,
+        **{
+            "providers.prompt": "local",
+            "providers.qc": "local",
+            "providers.metadata": "local",
+            "qc.run_quality_check": False,
+        },
+    )
+    summary = generate_job(settings)
+    images = repository.list_images(execution_id=summary["execution_id"])
+    assert [i.status for i in images] == [ImageStatus.APPROVED] * 4
+    assert len(fake.requests("removebg")) == 3 + 4
+    log = Path(str(repository.get_execution(summary["execution_id"]).log_path)).read_text()
+    assert "background kept" not in log

@@ -394,14 +394,14 @@ def update_image(image_id: int, **fields: Any) -> ImageRecord:
         return _record(ImageRecord, row)
 
 
-def image_hashes(execution_id: int | None) -> list[tuple[int, str]]:
-    """(image id, perceptual hash) of processed images not rejected, of one execution or the
-    whole store, oldest first."""
+def approved_hashes(execution_id: int | None) -> list[tuple[int, str]]:
+    """(image id, perceptual hash) of approved images, of one execution or the whole store,
+    oldest first."""
     with _session() as s:
         query = (
             select(GeneratedImage.id, GeneratedImage.phash)
             .where(GeneratedImage.phash.is_not(None))
-            .where(GeneratedImage.status.not_in([ImageStatus.QC_FAILED, ImageStatus.FAILED]))
+            .where(GeneratedImage.status == ImageStatus.APPROVED)
             .order_by(GeneratedImage.updated_at, GeneratedImage.id)
         )
         if execution_id is not None:

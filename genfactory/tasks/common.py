@@ -38,9 +38,27 @@ def retry_if_transient(task: Any, task_run: Any, state: Any) -> bool:
         # scheduled retry instead of spending it too early.
         retry_after = getattr(exc, "retry_after", None)
         if retry_after:
-            time.sleep(min(float(retry_after), MAX_RETRY_AFTER_SECONDS))
+            if float(retry_after) > MAX_RETRY_AFTER_SECONDS:
+                return False  # the service is out for longer than a job should wait
+            time.sleep(float(retry_after))
         return True
     return False
+
+
+def final_attempt() -> bool:
+    """True in the last try Prefect will make of the current task (and outside any task)."""
+    from prefect.context import TaskRunContext
+
+    context = TaskRunContext.get()
+    if context is None:
+        return True
+    return context.task_run.run_count > (context.task.retries or 0)
+
+
+def will_retry(exc: BaseException) -> bool:
+    """True when the current task will be retried after raising `exc`."""
+    retry_after = float(getattr(exc, "retry_after", None) or 0)
+    return is_retryable(exc) and retry_after <= MAX_RETRY_AFTER_SECONDS and not final_attempt()
 
 
 def retry_options(retries: int, backoff_seconds: float) -> dict[str, Any]:
@@ -179,4 +197,5 @@ __all__ = [
     "scrub_errors",
     "scrubbed",
     "timed",
+    "will_retry",
 ]

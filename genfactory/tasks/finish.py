@@ -12,8 +12,9 @@ from prefect.artifacts import create_table_artifact
 from genfactory.logs import close_job_log, redact_value
 from genfactory.statuses import ImageStatus, JobStatus
 from genfactory.storage import repository
-from genfactory.tasks.common import TASK_OPTIONS, fail_image, log_step, scrub_errors
+from genfactory.tasks.common import TASK_OPTIONS, log_step, scrub_errors
 from genfactory.tasks.progress import artifact_key
+from genfactory.tasks.recovery import close_unfinished_images
 from genfactory.tasks.runtime import get_runtime, release_runtime
 
 #: Rows in the summary artifact; the store and `genfactory images list` have them all.
@@ -30,17 +31,13 @@ def finish_job(execution_id: int, cancelled: bool = False) -> dict[str, Any]:
     if runtime.stop_reason:
         status = JobStatus.CANCELLED if cancelled else JobStatus.FAILED
         message = f"job stopped: {runtime.stop_reason}"
-    if status is None:
-        # Every slot has ended: an image still waiting now was dropped by a bug or a crash.
-        for image in repository.list_images(
-            execution_id=execution_id, status=ImageStatus.GENERATED
-        ):
-            fail_image(
-                image,
-                "finish",
-                "not finished: its slot ended before it was processed",
-                "unfinished",
-            )
+    # Every slot has ended: an image still waiting now was stopped in flight (or dropped by a
+    # crash); it fails with the reason and keeps its original in temp for a retry.
+    close_unfinished_images(
+        execution_id,
+        message or "not finished: its slot ended before it was processed",
+        "job_stopped" if runtime.stop_reason else "unfinished",
+    )
     repository.record_usage(execution_id, runtime.context.usage.snapshot())
     execution = repository.finish_execution(execution_id, status=status, error_message=message)
     summary = summarize(execution_id)

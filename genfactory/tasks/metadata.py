@@ -22,6 +22,7 @@ from genfactory.tasks.common import (
     timed,
 )
 from genfactory.tasks.files import remove_quietly
+from genfactory.tasks.process import near_duplicate_of, reject_duplicate
 from genfactory.tasks.runtime import get_runtime
 
 
@@ -52,10 +53,16 @@ def describe_image(execution_id: int, image_id: int) -> bool:
                 str(metadata["description"]),
                 list(metadata["keywords"]),
             )
-    # Approved: from now on the image lives only in the output directory.
-    repository.update_image(
-        image_id, status=ImageStatus.APPROVED, temp_image_path=None, error=None, error_code=None
-    )
+    with runtime.dedupe_lock:
+        # The final near-duplicate check and the approval are one step, so two near-twins
+        # processed at once cannot both be approved.
+        duplicate_of = near_duplicate_of(runtime, image_id, int(str(image.phash or "0"), 16))
+        if image.phash and duplicate_of is not None:
+            return reject_duplicate(repository.get_image(image_id), duplicate_of)
+        # Approved: from now on the image lives only in the output directory.
+        repository.update_image(
+            image_id, status=ImageStatus.APPROVED, temp_image_path=None, error=None, error_code=None
+        )
     remove_quietly(image.temp_image_path)
     log_step(
         "approved" + (f": {metadata['title']}" if metadata else ""),

@@ -22,6 +22,7 @@ from genfactory.tasks.common import (
     log_step,
     scrub_errors,
     timed,
+    will_retry,
 )
 from genfactory.tasks.files import safe_name
 from genfactory.tasks.runtime import JobRuntime, get_runtime
@@ -46,20 +47,13 @@ def process_image(execution_id: int, image_id: int) -> bool:
     note = None
     with timed() as t:
         try:
-            # Before any paid or visible work: a near-duplicate costs nothing more.
+            # Before any paid or visible work: a near-duplicate of an approved image costs
+            # nothing more. (Approval checks again: a twin may be approved meanwhile.)
             phash = imaging.run_in_pool(imaging.hash_file, source, options.max_image_pixels)
-            duplicate_of = _claim_hash(runtime, image, phash)
+            repository.update_image(image_id, phash=format(phash, "016x"))
+            duplicate_of = near_duplicate_of(runtime, image_id, phash)
             if duplicate_of is not None:
-                reason = f"near-duplicate of {duplicate_of}"
-                repository.update_image(image_id, status=ImageStatus.QC_FAILED, qc_reason=reason)
-                log_step(
-                    f"rejected: {reason}",
-                    step="process",
-                    sub_step="dedupe",
-                    slot=image.slot,
-                    image_index=image.image_index,
-                )
-                return False
+                return reject_duplicate(image, duplicate_of)
             stem = f"{safe_name(str(settings.job.label))}_{image.slot}_{image.image_index}"
             output_dir = str(settings.job.output_dir)
             if options.remove_bg and settings.providers.background != "none":
@@ -116,27 +110,39 @@ def _remove_background(runtime: JobRuntime, prepared: bytes) -> tuple[bytes | No
     except JobFatalError:
         raise  # the guard has stopped the job: no soft fallback for a bad key or no credits
     except ProviderError as exc:
+        if will_retry(exc):
+            raise  # a transient error: the step's retries (and Retry-After) come first
         if runtime.settings.processing.remove_bg_failure_mode == "fail":
             return None, describe_error(exc)
         return prepared, f"background kept: {describe_error(exc)}"
     return result.data, result.note
 
 
-def _claim_hash(runtime: JobRuntime, image: ImageRecord, phash: int) -> int | None:
-    """Record the image's perceptual hash, unless it nearly duplicates an earlier image of the
-    job (or the store): then return that image's id. Serialised so that two similar images
-    processed at once cannot both pass."""
+def near_duplicate_of(runtime: JobRuntime, image_id: int, phash: int) -> int | None:
+    """The id of an approved image (of the job, or the store) this one nearly duplicates."""
     options = runtime.settings.processing
-    with runtime.dedupe_lock:
-        if options.near_duplicate_threshold > 0:
-            scope = runtime.execution_id if options.near_duplicate_scope == "job" else None
-            earlier = [
-                (other, int(h, 16))
-                for other, h in repository.image_hashes(scope)
-                if other != image.id
-            ]
-            duplicate_of = find_near_duplicate(phash, earlier, options.near_duplicate_threshold)
-            if duplicate_of is not None:
-                return duplicate_of
-        repository.update_image(image.id, phash=format(phash, "016x"))
-    return None
+    if options.near_duplicate_threshold <= 0:
+        return None
+    scope = runtime.execution_id if options.near_duplicate_scope == "job" else None
+    earlier = [
+        (other, int(h, 16)) for other, h in repository.approved_hashes(scope) if other != image_id
+    ]
+    return find_near_duplicate(phash, earlier, options.near_duplicate_threshold)
+
+
+def reject_duplicate(image: ImageRecord, duplicate_of: int) -> bool:
+    """Mark `qc_failed` as a near-duplicate; a processed file is removed, the original kept."""
+    reason = f"near-duplicate of {duplicate_of}"
+    fields: dict[str, object] = {}
+    if image.final_image_path:
+        Path(image.final_image_path).unlink(missing_ok=True)
+        fields["final_image_path"] = None
+    repository.update_image(image.id, status=ImageStatus.QC_FAILED, qc_reason=reason, **fields)
+    log_step(
+        f"rejected: {reason}",
+        step="process",
+        sub_step="dedupe",
+        slot=image.slot,
+        image_index=image.image_index,
+    )
+    return False

@@ -19,6 +19,7 @@ from genfactory.errors import JobFatalError, JobStopped
 from genfactory.logs import register_secrets
 from genfactory.providers.base import Usage
 from genfactory.providers.registry import ProviderContext, build_provider
+from genfactory.statuses import JobStatus
 from genfactory.storage import repository
 from genfactory.tasks.common import describe_error
 from genfactory.tasks.limits import make_limiter
@@ -99,6 +100,9 @@ def get_runtime(execution_id: int) -> JobRuntime:
     if runtime is not None:
         return runtime
     execution = repository.get_execution(execution_id)
+    if execution.status != JobStatus.RUNNING:
+        # A thread outliving its job (after a cancel or crash) must not spend more.
+        raise JobStopped(f"job {execution_id} is {execution.status}")
     return start_runtime(execution_id, validate_settings(execution.settings_snapshot))
 
 
