@@ -232,15 +232,6 @@ def finish_execution(
         return _record(ExecutionRecord, row)
 
 
-def set_execution_flow_run(execution_id: int, flow_run_id: str) -> None:
-    with _session() as s:
-        s.execute(
-            update(JobExecution)
-            .where(JobExecution.id == execution_id)
-            .values(flow_run_id=flow_run_id)
-        )
-
-
 def set_execution_log_path(execution_id: int, log_path: str) -> None:
     with _session() as s:
         s.execute(
