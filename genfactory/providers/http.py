@@ -20,6 +20,8 @@ Helpers shared by the remote providers live here too: media-type sniffing and si
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import email.utils
 import functools
@@ -475,6 +477,28 @@ class ServiceProvider:
         self.settings = ctx.settings
         self.http = http
 
+    #: Said after "<service> answered with <what>;" when an answer breaks the contract.
+    malformed_hint = "this is usually temporary"
+
     def close(self) -> None:
         """Close the service's connections."""
         self.http.close()
+
+    def malformed(self, what: str, answer: Any) -> MalformedResponse:
+        """The retryable error for an answer that breaks the service's contract; the answer
+        is kept (trimmed, keys scrubbed) for diagnosis."""
+        return MalformedResponse(
+            f"{self.http.label} answered with {what}; {self.malformed_hint}",
+            service=self.http.service,
+            raw=self.http.scrub(str(answer)[:RAW_LIMIT]),
+        )
+
+    def decode_image(self, encoded: str, answer: Any) -> bytes:
+        """Image bytes from base64 or a data URL, checked to really be an image."""
+        try:
+            blob = base64.b64decode(encoded.split(",", 1)[-1], validate=True)
+        except (binascii.Error, ValueError):
+            raise self.malformed("image data that is not base64", answer) from None
+        if sniff_media_type(blob) is None:
+            raise self.malformed("base64 data that is not an image", answer)
+        return blob

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import Any
 
 from genfactory.config import fit_size, parse_aspect_ratio
-from genfactory.errors import MalformedResponse
 from genfactory.providers.base import GeneratedImage, GenerationRequest, GenerationResult
 from genfactory.providers.http import (
-    RAW_LIMIT,
     ServiceProvider,
     generation_timeout_seconds,
     sniff_media_type,
@@ -86,7 +82,7 @@ class OpenAIImages(ServiceProvider):
             )
             items = answer.get("data") if isinstance(answer, dict) else None
             if not isinstance(items, list) or not items:
-                raise self._malformed("no images in `data`", answer)
+                raise self.malformed("no images in `data`", answer)
             for item in items:
                 blob = self._image_bytes(item, answer)
                 images.append(
@@ -109,24 +105,11 @@ class OpenAIImages(ServiceProvider):
 
     def _image_bytes(self, item: Any, answer: Any) -> bytes:
         if not isinstance(item, dict):
-            raise self._malformed("an image entry that is not an object", answer)
+            raise self.malformed("an image entry that is not an object", answer)
         encoded = item.get("b64_json")
         if isinstance(encoded, str) and encoded:
-            try:
-                blob = base64.b64decode(encoded, validate=True)
-            except (binascii.Error, ValueError):
-                raise self._malformed("b64_json that is not base64", answer) from None
-            if sniff_media_type(blob) is None:
-                raise self._malformed("b64_json that is not an image", answer)
-            return blob
+            return self.decode_image(encoded, answer)
         url = item.get("url")
         if isinstance(url, str) and url:
             return self.http.download(url)
-        raise self._malformed("an image entry without b64_json or url", answer)
-
-    def _malformed(self, what: str, answer: Any) -> MalformedResponse:
-        return MalformedResponse(
-            f"OpenAI Images answered with {what}; this is usually temporary",
-            service="openai",
-            raw=self.http.scrub(str(answer)[:RAW_LIMIT]),
-        )
+        raise self.malformed("an image entry without b64_json or url", answer)

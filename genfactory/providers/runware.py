@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 import uuid
 from typing import Any
@@ -13,7 +11,6 @@ from genfactory.errors import (
     AuthenticationError,
     BadRequest,
     ContentRejected,
-    MalformedResponse,
     ProviderError,
     QuotaExceeded,
     RetryableProviderError,
@@ -87,7 +84,7 @@ class RunwareImages(ServiceProvider):
             timeout=self.http.generation_timeout(generation_timeout_seconds(self.settings)),
         )
         if not isinstance(answer, dict):
-            raise self._malformed("an answer that is not a JSON object", answer)
+            raise self.malformed("an answer that is not a JSON object", answer)
         items = [
             item
             for item in answer.get("data") or []
@@ -97,7 +94,7 @@ class RunwareImages(ServiceProvider):
         if errors and not items:
             raise self._error(errors[0], answer)
         if not items:
-            raise self._malformed("no images in `data`", answer)
+            raise self.malformed("no images in `data`", answer)
         images = []
         cost = 0.0
         for item in items:
@@ -124,21 +121,8 @@ class RunwareImages(ServiceProvider):
             return self.http.download(url)
         encoded = item.get("imageBase64Data") or item.get("imageDataURI")
         if isinstance(encoded, str) and encoded:
-            try:
-                blob = base64.b64decode(encoded.split(",", 1)[-1], validate=True)
-            except (binascii.Error, ValueError):
-                raise self._malformed("image data that is not base64", answer) from None
-            if sniff_media_type(blob) is None:
-                raise self._malformed("base64 data that is not an image", answer)
-            return blob
-        raise self._malformed("a result without imageURL or imageBase64Data", answer)
-
-    def _malformed(self, what: str, answer: Any) -> MalformedResponse:
-        return MalformedResponse(
-            f"Runware answered with {what}; this is usually temporary",
-            service="runware",
-            raw=self.http.scrub(str(answer)[:RAW_LIMIT]),
-        )
+            return self.decode_image(encoded, answer)
+        raise self.malformed("a result without imageURL or imageBase64Data", answer)
 
     def _error(self, error: dict[str, Any], answer: Any) -> ProviderError:
         """Runware reports some failures in `errors[]` of a 200 answer: map them by code."""

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 from typing import Any
 
@@ -11,7 +9,6 @@ from genfactory.config import fit_size
 from genfactory.errors import MalformedResponse
 from genfactory.providers.base import GeneratedImage, GenerationRequest, GenerationResult
 from genfactory.providers.http import (
-    RAW_LIMIT,
     ServiceClient,
     ServiceProvider,
     generation_timeout_seconds,
@@ -24,6 +21,7 @@ class SDWebUIImages(ServiceProvider):
     """`ImageProvider` for a local or remote SD WebUI; `count` images as one batch."""
 
     name = "sdwebui"
+    malformed_hint = "check SDWEBUI_BASE_URL and that the WebUI runs with --api"
 
     def __init__(self, ctx: ProviderContext) -> None:
         self.config = ctx.settings.sdwebui
@@ -55,19 +53,14 @@ class SDWebUIImages(ServiceProvider):
         )
         encoded = answer.get("images") if isinstance(answer, dict) else None
         if not isinstance(encoded, list) or not encoded:
-            raise self._malformed("no `images`", answer)
+            raise self.malformed("no `images`", answer)
         seeds = self._seeds(answer)
         images = []
         # The WebUI appends extra images (ControlNet maps, grids) after the batch: keep the batch.
         for i, item in enumerate(encoded[: request.count]):
             if not isinstance(item, str):
-                raise self._malformed("an image that is not a base64 string", answer)
-            try:
-                blob = base64.b64decode(item.split(",", 1)[-1], validate=True)
-            except (binascii.Error, ValueError):
-                raise self._malformed("an image that is not base64", answer) from None
-            if sniff_media_type(blob) is None:
-                raise self._malformed("base64 data that is not an image", answer)
+                raise self.malformed("an image that is not a base64 string", answer)
+            blob = self.decode_image(item, answer)
             images.append(
                 GeneratedImage(
                     data=blob,
@@ -98,15 +91,8 @@ class SDWebUIImages(ServiceProvider):
             return [seed + i for i in range(len(answer.get("images") or []))]
         return []
 
-    def _malformed(self, what: str, answer: Any) -> MalformedResponse:
-        shown = (
-            {k: v for k, v in answer.items() if k != "images"}
-            if isinstance(answer, dict)
-            else answer
-        )
-        return MalformedResponse(
-            f"Stable Diffusion WebUI answered txt2img with {what}; check SDWEBUI_BASE_URL and "
-            "that the WebUI runs with --api",
-            service="sdwebui",
-            raw=str(shown)[:RAW_LIMIT],
-        )
+    def malformed(self, what: str, answer: Any) -> MalformedResponse:
+        """As for every service, but without the (huge) base64 images in the kept answer."""
+        if isinstance(answer, dict):
+            answer = {k: v for k, v in answer.items() if k != "images"}
+        return super().malformed(what, answer)
