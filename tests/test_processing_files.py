@@ -48,7 +48,8 @@ def test_finish_to_file_writes_the_configured_format(tmp_path: Path, inline: Non
     assert result["path"] == str(out / "job_1_0.jpg")
     assert result["format"] == "jpg" and (result["width"], result["height"]) == (320, 200)
     assert result["bytes"] == os.path.getsize(result["path"])
-    assert isinstance(result["phash"], int) and 0 <= result["phash"] < 2**64
+    original = imaging.hash_file(str(src), 10_000_000)
+    assert 0 <= original < 2**64 and original == imaging.hash_file(str(src), 10_000_000)
     with Image.open(result["path"]) as written:
         assert written.format == "JPEG" and written.size == (320, 200)
     assert sorted(p.name for p in out.iterdir()) == ["job_1_0.jpg"]  # no temp left behind

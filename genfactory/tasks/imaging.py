@@ -195,8 +195,8 @@ def finish_to_file(
     ``src`` is a path (stages "prepare" and "finish" both run) or PNG bytes returned by
     background removal ("finish" only: they were prepared before removal). Existing files
     are never overwritten: a taken name gets ``-2``, ``-3``... before the extension.
-    Returns ``{"path", "width", "height", "format", "bytes", "phash"}``; the perceptual hash
-    is of the written image.
+    Returns ``{"path", "width", "height", "format", "bytes"}``. (Near-duplicates are judged
+    on the original: see `hash_file`.)
     """
     section = ProcessingSection.model_validate(settings)
     stage: Stage = "finish" if isinstance(src, bytes) else "all"
@@ -215,7 +215,6 @@ def finish_to_file(
         "height": image.height,
         "format": fmt,
         "bytes": len(encoded),
-        "phash": perceptual_hash(image),
     }
 
 
