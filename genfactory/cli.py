@@ -104,7 +104,7 @@ def run(
         # Every input check before Prefect starts: mistakes cost no start-up time and no rows.
         from genfactory.tasks.initialize import prepare
 
-        resolved, _slots, _output, _temp = prepare(settings)
+        resolved, _slots = prepare(settings)
         return resolved
 
     settings = guarded(_load)

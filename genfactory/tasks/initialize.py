@@ -32,10 +32,6 @@ class JobPlan(BaseModel):
     execution_id: int
     label: str
     slot_ids: list[int]
-    images_expected: int
-    output_dir: str
-    temp_dir: str
-    log_path: str
 
 
 def default_label(now: datetime | None = None) -> str:
@@ -70,8 +66,9 @@ def slot_size(settings: Settings, slot: int, aspect_ratio: str) -> tuple[int, in
 
 def prepare(
     settings: Settings, credentials: Credentials | None = None
-) -> tuple[Settings, list[dict[str, object]], Path, Path]:
-    """Every check that can fail on user input, before anything is created."""
+) -> tuple[Settings, list[dict[str, object]]]:
+    """Every check that can fail on user input, before anything is created. Returns the
+    settings as they will run (label, directories resolved) and the planned slots."""
     credentials = credentials or load_credentials(settings)
     register_secrets(credentials.secret_values())
     check_credentials(settings, credentials)
@@ -119,7 +116,7 @@ def prepare(
                 "system_prompt": plan.system_prompt,
             }
         )
-    return resolved, slots, output_dir, temp_dir
+    return resolved, slots
 
 
 @task(name="initialize-job", **TASK_OPTIONS)
@@ -127,7 +124,7 @@ def prepare(
 def initialize_job(settings: Settings, rerun_of_id: int | None = None) -> JobPlan:
     """Validate settings and inputs, create the `running` execution and its generation slots."""
     credentials = load_credentials(settings)
-    resolved, slots, output_dir, temp_dir = prepare(settings, credentials)
+    resolved, slots = prepare(settings, credentials)
     for stale in recover_stale_executions():
         log_step(
             f"job {stale} was left running by a process that ended: marked failed",
@@ -141,8 +138,8 @@ def initialize_job(settings: Settings, rerun_of_id: int | None = None) -> JobPla
     execution = repository.create_execution(
         label=label,
         settings_snapshot=resolved.model_dump(mode="json"),
-        output_dir=str(output_dir),
-        temp_dir=str(temp_dir),
+        output_dir=str(resolved.job.output_dir),
+        temp_dir=str(resolved.job.temp_dir),
         flow_run_id=str(flow_run.id) if flow_run.id else None,
         rerun_of_id=rerun_of_id,
         worker_host=host,
@@ -159,12 +156,4 @@ def initialize_job(settings: Settings, rerun_of_id: int | None = None) -> JobPla
         step="initialize",
         execution_id=execution.id,
     )
-    return JobPlan(
-        execution_id=execution.id,
-        label=label,
-        slot_ids=slot_ids,
-        images_expected=len(slot_ids) * resolved.images_per_slot,
-        output_dir=str(output_dir),
-        temp_dir=str(temp_dir),
-        log_path=str(log_path),
-    )
+    return JobPlan(execution_id=execution.id, label=label, slot_ids=slot_ids)
