@@ -182,6 +182,8 @@ def size_for_ratio(aspect_ratio: str, long_side: int) -> tuple[int, int]:
 
 
 def sniff(data: bytes) -> str | None:
+    """The real type of an image. Deliberately independent of genfactory.media: the fake
+    checks what the client declared, so it must not share the client's code."""
     if data.startswith(b"\x89PNG\r\n\x1a\n"):
         return "image/png"
     if data.startswith(b"\xff\xd8\xff"):
