@@ -5,7 +5,9 @@ User mistakes print one sentence and exit with code 2, never a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +20,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from rich.table import Table
 
 from genfactory.config import load_settings, parse_set_option, settings_template
+from genfactory.engine import server
 from genfactory.errors import GenfactoryError, UserError
 from genfactory.statuses import ImageStatus
 
@@ -107,13 +110,54 @@ def run(
         resolved, _slots = prepare(settings)
         return resolved
 
+    api_url = guarded(server.choose_api)
     settings = guarded(_load)
     if not verbose:
         _quiet_console_logs()
-    summary = guarded(lambda: _run_with_progress(settings))
+    summary = _run_job(api_url, lambda flows: flows.generate_job(settings, return_state=True))
     _print_summary(summary)
-    if summary["status"] != "completed":
-        raise typer.Exit(1)
+    raise typer.Exit(_exit_code(summary))
+
+
+@app.command(epilog="Example:\n\n  genfactory resume 12")
+def resume(
+    job_id: Annotated[int, typer.Argument(help="Job (execution) id.")],
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show run logs.")] = False,
+) -> None:
+    """Continue an interrupted or cancelled job where it stopped (the same job id)."""
+    if not verbose:
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    from genfactory.engine.recovery import recover_stale_executions
+    from genfactory.statuses import JobStatus
+    from genfactory.storage import repository
+
+    def _check() -> None:
+        recover_stale_executions()
+        execution = repository.get_execution(job_id)
+        if not JobStatus(execution.status).is_resumable:
+            raise UserError(
+                f"job {job_id} is {execution.status}: only interrupted or cancelled jobs "
+                "continue"
+                + (
+                    f" (stop it with `genfactory jobs stop {job_id}`)"
+                    if execution.status == JobStatus.RUNNING
+                    else ""
+                )
+            )
+
+    api_url = guarded(server.choose_api)
+    guarded(_check)
+    if not verbose:
+        _quiet_console_logs()
+    summary = _run_job(api_url, lambda flows: flows.resume_job(job_id, return_state=True))
+    _print_summary(summary)
+    raise typer.Exit(_exit_code(summary))
+
+
+def _exit_code(summary: dict[str, Any]) -> int:
+    if summary.get("stopped_by_signal"):
+        return 130
+    return 0 if summary["status"] == "completed" else 1
 
 
 def _quiet_console_logs() -> None:
@@ -128,9 +172,86 @@ def _quiet_console_logs() -> None:
                 handler.setLevel(logging.WARNING)
 
 
-def _run_with_progress(settings: Any) -> dict[str, Any]:
+class _Interrupts:
+    """Ctrl-C (SIGINT) and SIGTERM while a job runs: the first asks the job to stop
+    gracefully (in-flight steps finish, nothing new starts, the job ends `cancelled`); the
+    second aborts at once and leaves the job `interrupted` for `genfactory resume`."""
+
+    def __init__(self) -> None:
+        self.execution_id: int | None = None
+        self.signals = 0
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _Interrupts:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        self.signals += 1
+        name = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+        if self.signals == 1 and self.execution_id is not None:
+            from genfactory.storage import repository
+            from genfactory.tasks.runtime import peek_runtime
+
+            reason = f"stopped by {name}"
+            runtime = peek_runtime(self.execution_id)
+            if runtime is not None:
+                runtime.stop(reason, by_user=True)
+            with contextlib.suppress(Exception):  # the job's control loop still sees the flag
+                repository.request_stop(self.execution_id, reason)
+            err_console.print(
+                f"[yellow]{name}: stopping job {self.execution_id} — images in flight finish, "
+                "nothing new starts (press Ctrl-C again to abort at once)[/]"
+            )
+            return
+        self._abort(name)
+
+    def _abort(self, name: str) -> None:
+        """Leave the job `interrupted` and end this process and its pool workers now."""
+        import multiprocessing
+
+        if self.execution_id is not None:
+            from genfactory.statuses import JobStatus
+            from genfactory.tasks.lifecycle import mark_stopped
+
+            mark_stopped(
+                self.execution_id,
+                JobStatus.INTERRUPTED,
+                f"interrupted: aborted by {name}; continue it with "
+                f"`genfactory resume {self.execution_id}`",
+            )
+            err_console.print(
+                f"[red]aborted: job {self.execution_id} is interrupted; continue it with "
+                f"`genfactory resume {self.execution_id}`[/]"
+            )
+        else:
+            err_console.print("[red]aborted[/]")
+        for child in multiprocessing.active_children():
+            child.kill()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
+
+
+def _run_job(api_url: str | None, start: Callable[[Any], Any]) -> dict[str, Any]:
+    """Run a job flow with a progress bar and graceful stops; returns its summary (from the
+    store, however the flow run ended)."""
     from genfactory import progress as events
-    from genfactory.flows import generate_job
+
+    started = guarded(lambda: server.ensure_started(api_url))
+    if started:
+        err_console.print(
+            f"Started the local Prefect server (UI: {server.status().ui_url}); later jobs reuse "
+            "it. `genfactory server stop` stops it."
+        )
+    from genfactory import flows
+    from genfactory.tasks import imaging
+    from genfactory.tasks.finish import summarize
 
     columns = (
         TextColumn("[bold]{task.description}"),
@@ -139,10 +260,12 @@ def _run_with_progress(settings: Any) -> dict[str, Any]:
         TextColumn("{task.fields[slots]}"),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, console=console, transient=False) as bar:
-        task_id = bar.add_task("starting Prefect", total=100, slots="")
+    interrupts = _Interrupts()
+    with interrupts, Progress(*columns, console=console, transient=False) as bar:
+        task_id = bar.add_task("starting", total=100, slots="")
 
         def on_event(event: events.ProgressEvent) -> None:
+            interrupts.execution_id = event.execution_id
             bar.update(
                 task_id,
                 completed=event.fraction * 100,
@@ -152,19 +275,24 @@ def _run_with_progress(settings: Any) -> dict[str, Any]:
 
         events.subscribe(on_event)
         try:
-            state = generate_job(settings, return_state=True)
+            state = start(flows)
         finally:
             events.unsubscribe(on_event)
-    if state.is_completed():
-        result: dict[str, Any] = state.result()
-        return result
-    try:
-        state.result()
-    except GenfactoryError:
-        raise
-    except Exception as exc:
-        raise GenfactoryError(f"the job flow failed: {exc}") from None
-    raise GenfactoryError(f"the job flow ended {state.type.value.lower()}: {state.message}")
+            imaging.shutdown_pool()
+    if interrupts.execution_id is None:
+        # The flow ended before the job existed: initialisation refused the input.
+        try:
+            state.result()
+        except UserError as exc:
+            raise fail(str(exc)) from None
+        except GenfactoryError as exc:
+            raise fail(str(exc), code=1) from None
+        except Exception as exc:
+            raise fail(f"the job flow failed: {exc}", code=1) from None
+        raise fail(f"the job flow ended {state.type.value.lower()}: {state.message}", code=1)
+    summary = summarize(interrupts.execution_id)
+    summary["stopped_by_signal"] = interrupts.signals > 0
+    return summary
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
@@ -177,16 +305,29 @@ def _print_summary(summary: dict[str, Any]) -> None:
     table.add_column("approved", justify="right", style="green")
     table.add_column("qc_failed", justify="right", style="yellow")
     table.add_column("failed", justify="right", style="red")
-    table.add_row(
+    table.add_column("slots", justify="right")
+    slots = f"{summary['slots']}"
+    if summary["failed_slots"]:
+        slots += f" ({summary['failed_slots']} failed)"
+    row = [
         summary["status"],
         str(summary["total"]),
         str(summary["approved"]),
         str(summary["qc_failed"]),
         str(summary["failed"]),
-    )
+        slots,
+    ]
+    if summary.get("unfinished") or summary.get("unstarted_slots"):
+        table.add_column("left", justify="right", style="cyan")
+        row.append(f"{summary['unfinished']}+{summary['unstarted_slots']}s")
+    table.add_row(*row)
     console.print(table)
     if summary.get("error_message"):
-        console.print(f"[red]{summary['error_message']}[/]")
+        console.print(f"[red]{escape(summary['error_message'])}[/]")
+    for failure in summary.get("slot_failures", [])[:10]:
+        console.print(
+            f"  [red]slot {failure['slot']} failed[/]: {escape(failure['error'])}", highlight=False
+        )
     rejected = [
         image
         for image in repository.list_images(execution_id=summary["execution_id"])
@@ -195,7 +336,12 @@ def _print_summary(summary: dict[str, Any]) -> None:
     for image in rejected[:10]:
         console.print(
             f"  [yellow]{image.status}[/] slot {image.slot} image {image.image_index}: "
-            f"{image.qc_reason or image.error}",
+            f"{escape(str(image.qc_reason or image.error))}",
+            highlight=False,
+        )
+    if summary["status"] in ("cancelled", "interrupted"):
+        console.print(
+            f"Continue it with: [bold]genfactory resume {summary['execution_id']}[/]",
             highlight=False,
         )
     console.print(
@@ -223,7 +369,7 @@ def jobs_list(
     from genfactory.storage import repository
 
     def _list() -> list[repository.ExecutionRecord]:
-        from genfactory.tasks.recovery import recover_stale_executions
+        from genfactory.engine.recovery import recover_stale_executions
 
         recover_stale_executions()
         return repository.list_executions(limit=limit, status=status)
@@ -337,6 +483,62 @@ def stats() -> None:
         for status, count in sorted(data[what].items()):
             table.add_row(what, status, str(count))
     console.print(table)
+
+
+@jobs_app.command("stop", epilog="Example:\n\n  genfactory jobs stop 12")
+def jobs_stop(job_id: Annotated[int, typer.Argument(help="Job (execution) id.")]) -> None:
+    """Ask a running job to stop gracefully, from any terminal or machine sharing the store:
+    images in flight finish, nothing new starts, the job ends `cancelled` (resumable)."""
+    from genfactory.statuses import JobStatus
+    from genfactory.storage import repository
+
+    def _stop() -> Any:
+        execution = repository.get_execution(job_id)
+        if execution.status != JobStatus.RUNNING:
+            raise UserError(f"job {job_id} is {execution.status}, not running: nothing to stop")
+        return repository.request_stop(job_id, "stopped by `genfactory jobs stop`")
+
+    guarded(_stop)
+    console.print(
+        f"Stop requested: job {job_id} finishes its images in flight, then ends cancelled "
+        f"(continue it later with `genfactory resume {job_id}`)."
+    )
+
+
+server_app = typer.Typer(
+    help="The local Prefect server genfactory starts on first use and reuses (UI included).",
+    no_args_is_help=True,
+)
+app.add_typer(server_app, name="server")
+
+
+@server_app.command("start")
+def server_start() -> None:
+    """Start the local Prefect server in the background (no-op when it already answers)."""
+    current = guarded(server.start)
+    console.print(f"Prefect server running: UI {current.ui_url}, API {current.url}")
+
+
+@server_app.command("stop")
+def server_stop() -> None:
+    """Stop the local Prefect server genfactory started."""
+    if server.stop():
+        console.print("Prefect server stopped.")
+    else:
+        console.print("No Prefect server started by genfactory is running.")
+
+
+@server_app.command("status")
+def server_status() -> None:
+    """Whether the local Prefect server answers, and where."""
+    current = guarded(server.status)
+    if os.environ.get("PREFECT_API_URL"):
+        console.print(f"PREFECT_API_URL is set: jobs use {os.environ['PREFECT_API_URL']}")
+    state = "running" if current.running else "not running"
+    owner = f" (pid {current.pid}, started by genfactory)" if current.managed else ""
+    console.print(f"Local Prefect server {state}{owner}: UI {current.ui_url}, API {current.url}")
+    if not current.running:
+        raise typer.Exit(1)
 
 
 @app.command("settings")

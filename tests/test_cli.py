@@ -143,7 +143,7 @@ def test_jobs_show_reports_usage_per_service() -> None:
         output_dir="/o",
         temp_dir="/t",
     )
-    repository.record_usage(
+    repository.add_usage(
         execution.id,
         {"piapi": {"calls": 9, "retries": 2}, "removebg": {"calls": 4, "credits": 1.5}},
     )

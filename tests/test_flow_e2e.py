@@ -293,24 +293,30 @@ def test_no_secret_reaches_store_logs_artifacts_or_files(
             assert value.encode() not in data, f"{name} found in {where}"
 
 
-def test_transient_errors_are_retried_and_nothing_is_generated_twice(
+def test_provider_errors_are_not_retried_by_the_engine_and_nothing_is_generated_twice(
     tmp_path: Path, recorder: type[_Recorder]
 ) -> None:
+    # The HTTP layer owns transient retries (and has already made them when an error reaches
+    # the engine): the engine never multiplies them, so a failing paid call is paid once.
     recorder.transient_failures = 1
     settings = job_settings(
         tmp_path,
         **{
-            "job.count": 1,
+            "job.count": 2,
             "job.variations": 2,
+            "job.max_concurrency": 1,
             "generation.retries": 2,
             "generation.retry_backoff_seconds": 0.01,
             "qc.run_quality_check": False,
         },
     )
     summary = generate_job(settings)
-    assert len(recorder.calls) == 2  # one failure, one success
-    slot = repository.list_slots(summary["execution_id"])[0]
-    assert slot.status == SlotStatus.GENERATED and slot.attempts == 2
+    assert len(recorder.calls) == 2  # one call per slot
+    first, second = repository.list_slots(summary["execution_id"])
+    assert first.status == SlotStatus.FAILED and first.attempts == 1
+    assert first.error_code == "retryable"
+    assert second.status == SlotStatus.GENERATED and second.attempts == 1
+    assert summary["status"] == "completed" and summary["failed_slots"] == 1
     assert len(repository.list_images(execution_id=summary["execution_id"])) == 2
 
 

@@ -5,16 +5,20 @@ from __future__ import annotations
 import importlib
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 
 from genfactory.config import load_settings
+from genfactory.engine.recovery import recover_stale_executions, this_worker
 from genfactory.statuses import ImageStatus, JobStatus, SlotStatus
 from genfactory.storage import repository
+from genfactory.storage.db import get_engine
+from genfactory.storage.models import JobExecution
 from genfactory.tasks import generate
-from genfactory.tasks.recovery import recover_stale_executions, this_worker
 from genfactory.tasks.runtime import release_runtime, start_runtime
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -32,13 +36,20 @@ def _execution(**extra: Any) -> repository.ExecutionRecord:
     )
 
 
-def test_an_execution_left_running_by_a_killed_process_is_marked_failed(tmp_path: Path) -> None:
+def _set_heartbeat(execution_id: int, moment: datetime) -> None:
+    with get_engine().begin() as conn:
+        conn.execute(
+            update(JobExecution).where(JobExecution.id == execution_id).values(heartbeat_at=moment)
+        )
+
+
+def test_an_execution_whose_worker_died_is_marked_interrupted_and_keeps_its_work(
+    tmp_path: Path,
+) -> None:
     host, pid = this_worker()
     dead = _execution(worker_host=host, worker_pid=_dead_pid())
-    # Killed between processing and approval: a processed file nobody may upload.
-    original, processed = tmp_path / "original.png", tmp_path / "processed.jpg"
+    original = tmp_path / "original.png"
     original.write_bytes(b"original")
-    processed.write_bytes(b"processed")
     image = repository.add_image(
         execution_id=dead.id,
         slot=0,
@@ -46,19 +57,22 @@ def test_an_execution_left_running_by_a_killed_process_is_marked_failed(tmp_path
         generation_prompt="p",
         temp_image_path=str(original),
     )
-    repository.update_image(image.id, final_image_path=str(processed))
+    repository.transition_image(image.id, ImageStatus.GENERATED, ImageStatus.QC_PASSED)
     alive = _execution(worker_host=host, worker_pid=pid)
-    elsewhere = _execution(worker_host="another-machine", worker_pid=_dead_pid())
-    assert recover_stale_executions() == [dead.id]
+    quiet = _execution(worker_host="another-machine", worker_pid=4242)
+    _set_heartbeat(quiet.id, datetime.now(UTC) - timedelta(minutes=10))
+    beating = _execution(worker_host="another-machine", worker_pid=4343)
+    _set_heartbeat(beating.id, datetime.now(UTC))
+    assert sorted(recover_stale_executions()) == sorted([dead.id, quiet.id])
     record = repository.get_execution(dead.id)
-    assert record.status == JobStatus.FAILED
-    assert "interrupted" in str(record.error_message)
-    closed = repository.get_image(image.id)
-    assert closed.status == ImageStatus.FAILED and closed.error_code == "interrupted"
-    assert closed.final_image_path is None and not processed.exists()
-    assert closed.temp_image_path == str(original) and original.exists()
+    assert record.status == JobStatus.INTERRUPTED
+    assert f"genfactory resume {dead.id}" in str(record.error_message)
+    assert "no heartbeat" in str(repository.get_execution(quiet.id).error_message)
+    # Its work is left for the resume: the image past QC stays past QC, its original in temp.
+    kept = repository.get_image(image.id)
+    assert kept.status == ImageStatus.QC_PASSED and original.exists()
     assert repository.get_execution(alive.id).status == JobStatus.RUNNING
-    assert repository.get_execution(elsewhere.id).status == JobStatus.RUNNING
+    assert repository.get_execution(beating.id).status == JobStatus.RUNNING
 
 
 def _slot_runtime(tmp_path: Path) -> tuple[int, int]:
@@ -103,27 +117,28 @@ def test_generate_records_all_images_of_a_generation_or_none(
 
     monkeypatch.setattr(repository, "add_images", broken)
     with pytest.raises(OSError):
-        generate.generate_slot.fn(execution_id, slot_id)
+        generate.generate_slot.fn(execution_id, slot_id, 0)
     assert repository.list_images(execution_id=execution_id) == []
     assert list((tmp_path / "tmp").iterdir()) == []  # no orphan files
     assert repository.get_slot(slot_id).status == SlotStatus.GENERATING
 
     monkeypatch.setattr(repository, "add_images", original)
-    first = generate.generate_slot.fn(execution_id, slot_id)
-    again = generate.generate_slot.fn(execution_id, slot_id)  # a retry or a resume
+    first = generate.generate_slot.fn(execution_id, slot_id, 0)
+    again = generate.generate_slot.fn(execution_id, slot_id, 0)  # a retry or a resume
     assert len(first) == 3 and again == first
     assert repository.get_slot(slot_id).status == SlotStatus.GENERATED
     assert len(list((tmp_path / "tmp").iterdir())) == 3
 
-    # Images already past QC are not handed out again.
-    repository.update_image(first[0], status=ImageStatus.APPROVED)
-    assert generate.generate_slot.fn(execution_id, slot_id) == first[1:]
+    # Images finished are not handed out again; images part-way are.
+    repository.transition_image(first[0], ImageStatus.GENERATED, ImageStatus.QC_FAILED)
+    repository.transition_image(first[1], ImageStatus.GENERATED, ImageStatus.QC_PASSED)
+    assert generate.generate_slot.fn(execution_id, slot_id, 0) == first[1:]
     release_runtime(execution_id)
 
 
 @pytest.mark.prefect
 @pytest.mark.usefixtures("prefect_harness")
-def test_a_flow_failing_after_initialization_leaves_no_running_execution(
+def test_a_flow_failing_after_initialization_leaves_a_resumable_execution(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The module, not the flow of the same name that genfactory.flows exports.
@@ -144,6 +159,5 @@ def test_a_flow_failing_after_initialization_leaves_no_running_execution(
     state = module.generate_job(settings, return_state=True)
     assert state.is_failed()
     (execution,) = repository.list_executions()
-    assert execution.status == JobStatus.FAILED
+    assert execution.status == JobStatus.INTERRUPTED
     assert "progress store unavailable" in str(execution.error_message)
-    assert execution.completed_at is not None

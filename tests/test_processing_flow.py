@@ -175,13 +175,23 @@ def test_hostile_downloads_fail_one_image_each_never_the_job(tmp_path: Path) -> 
 
 
 @pytest.mark.usefixtures("scripted")
-def test_hostile_downloads_are_caught_by_qc_first(tmp_path: Path) -> None:
+def test_hostile_downloads_never_reach_qc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from genfactory.providers.local_qc import LocalQC
+
+    checked: list[int] = []
+    original = LocalQC.check
+    monkeypatch.setattr(
+        LocalQC, "check", lambda self, request: checked.append(1) or original(self, request)
+    )
     summary = generate_job(settings_for(tmp_path, ["hostile"]))
     images = repository.list_images(execution_id=summary["execution_id"])
     assert images[0].status == ImageStatus.APPROVED
-    for image in images[1:4]:  # truncated, HTML, 1x1: rejected before any processing
-        assert image.status == ImageStatus.QC_FAILED and image.qc_reason
-        assert image.final_image_path is None
+    for image in images[1:4]:  # truncated, HTML, 1x1: decoded at download, failed there
+        assert image.status == ImageStatus.FAILED and image.error_code == "bad_image"
+        assert str(image.error).startswith("download: ") and image.final_image_path is None
+    # Only what decoded at download was sent to QC.
+    decoded = [i for i in images if not str(i.error or "").startswith("download: ")]
+    assert len(checked) == len(decoded) < len(images)
 
 
 def test_delivered_files_carry_the_stored_metadata(tmp_path: Path) -> None:

@@ -33,7 +33,8 @@ def _hammer(threads: int = 16, images_each: int = 15) -> int:
                     generation_prompt="p",
                     temp_image_path=f"/t/{n}_{i}.png",
                 )
-                repository.update_image(image.id, status=ImageStatus.APPROVED)
+                for new in (ImageStatus.QC_PASSED, ImageStatus.PROCESSED, ImageStatus.APPROVED):
+                    image = repository.transition_image(image.id, image.status, new)
                 repository.image_counts(execution.id)
         except BaseException as exc:
             errors.append(exc)
@@ -111,7 +112,9 @@ def test_finish_without_approved_images_is_failed() -> None:
         generation_prompt="p",
         temp_image_path="/t/a.png",
     )
-    repository.update_image(image.id, status=ImageStatus.QC_FAILED, qc_reason="blank")
+    repository.transition_image(
+        image.id, ImageStatus.GENERATED, ImageStatus.QC_FAILED, qc_reason="blank"
+    )
     record = repository.finish_execution(execution.id)
     assert record.status == JobStatus.FAILED
     assert record.qc_failed_images == 1 and record.error_message == "no image was approved"

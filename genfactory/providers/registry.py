@@ -33,6 +33,10 @@ PROVIDERS: dict[tuple[str, str], str] = {
 #: Which key each remote provider needs: (Credentials field, environment variable).
 #: OpenAI roles need OPENAI_API_KEY only on api.openai.com: local OpenAI-compatible servers
 #: (Ollama, LM Studio, vLLM) run without one, so no key is sent when none is set.
+#: Image providers a generation can be repeated at without paying again (local engines, a
+#: self-hosted SD WebUI): a slot interrupted during its create call is simply run again.
+REPEATABLE_IMAGE_PROVIDERS = frozenset({"local", "sdwebui", "files"})
+
 REQUIRED_KEYS: dict[tuple[str, str], tuple[str, str]] = {
     ("image", "piapi"): ("piapi_api_key", "PIAPI_API_KEY"),
     ("image", "runware"): ("runware_api_key", "RUNWARE_API_KEY"),

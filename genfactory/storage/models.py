@@ -71,6 +71,14 @@ class JobExecution(Base):
     output_dir: Mapped[str | None] = mapped_column(Text)
     temp_dir: Mapped[str | None] = mapped_column(Text)
     log_path: Mapped[str | None] = mapped_column(Text)
+    #: Set by `genfactory jobs stop`, Ctrl-C or a cancel in the UI; the running job polls it.
+    stop_requested_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    stop_reason: Mapped[str | None] = mapped_column(Text)
+    #: Written by the running job every few seconds: a `running` row whose heartbeat is old
+    #: belongs to a worker that died, on any host.
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: Every Prefect flow run that worked on this execution (the first run, then resumes).
+    flow_run_ids: Mapped[list[Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow

@@ -7,15 +7,24 @@ SQLite without "database is locked".
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
-from genfactory.statuses import ImageStatus, JobStatus, SlotStatus
+from genfactory.statuses import (
+    IMAGE_TRANSITIONS,
+    JOB_TRANSITIONS,
+    OPEN_IMAGE_STATUSES,
+    SLOT_TRANSITIONS,
+    ImageStatus,
+    JobStatus,
+    SlotStatus,
+    allowed,
+)
 from genfactory.storage.db import get_engine
 from genfactory.storage.models import (
     GeneratedImage,
@@ -28,6 +37,16 @@ from genfactory.storage.models import (
 
 class NotFound(LookupError):
     """No row with that id."""
+
+
+class TransitionError(RuntimeError):
+    """A status change the state machine refuses, or one whose row was not in the expected
+    status (another process changed it first)."""
+
+
+#: Held while approving on PostgreSQL, so near-duplicate twins approved by two processes at
+#: once are judged one after the other (SQLite's BEGIN IMMEDIATE serialises writers already).
+_PG_APPROVAL_LOCK = 7_311_043
 
 
 @contextmanager
@@ -63,6 +82,10 @@ class ExecutionRecord:
     temp_dir: str | None
     log_path: str | None
     created_at: datetime
+    stop_requested_at: datetime | None = None
+    stop_reason: str | None = None
+    heartbeat_at: datetime | None = None
+    flow_run_ids: list[Any] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -205,31 +228,92 @@ def image_counts(execution_id: int) -> dict[str, int]:
         return {status: count for status, count in rows}
 
 
+def _counts(session: Session, execution_id: int) -> dict[str, int]:
+    rows = session.execute(
+        select(GeneratedImage.status, func.count())
+        .where(GeneratedImage.execution_id == execution_id)
+        .group_by(GeneratedImage.status)
+    )
+    return {status: count for status, count in rows}
+
+
+def _cas(
+    session: Session,
+    model: type[Any],
+    table: dict[Any, frozenset[Any]],
+    row_id: int,
+    expected: str | Collection[str],
+    new: str,
+    what: str,
+    values: dict[str, Any],
+) -> None:
+    """Compare-and-set one row's status: `UPDATE … WHERE id = ? AND status IN expected`."""
+    expected_set = {expected} if isinstance(expected, str) else set(expected)
+    for current in expected_set:
+        if not allowed(table, current, new):
+            raise TransitionError(f"{what} {row_id}: {current} -> {new} is not a status change")
+    result = session.execute(
+        update(model)
+        .where(model.id == row_id, model.status.in_(expected_set))
+        .values(status=new, **values)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        current_row = session.get(model, row_id)
+        if current_row is None:
+            raise NotFound(f"{what} {row_id} does not exist")
+        raise TransitionError(
+            f"{what} {row_id} is {current_row.status}, expected {' or '.join(sorted(expected_set))}"
+            f" (to become {new})"
+        )
+
+
+def transition_execution(
+    execution_id: int, expected: str | Collection[str], new: JobStatus, **values: Any
+) -> ExecutionRecord:
+    """Change an execution's status by compare-and-set (see `statuses.JOB_TRANSITIONS`)."""
+    with _session() as s:
+        _cas(s, JobExecution, JOB_TRANSITIONS, execution_id, expected, new, "job", values)
+        return _record(ExecutionRecord, _get(s, JobExecution, execution_id, "job"))
+
+
 def finish_execution(
     execution_id: int, *, status: JobStatus | None = None, error_message: str | None = None
 ) -> ExecutionRecord:
-    """Store the final counts and status. Without a status: `completed` if any image was
-    approved, else `failed` (nothing usable)."""
-    counts = image_counts(execution_id)
-    approved = counts.get(ImageStatus.APPROVED, 0)
-    qc_failed = counts.get(ImageStatus.QC_FAILED, 0)
-    failed = counts.get(ImageStatus.FAILED, 0) + counts.get(ImageStatus.RETRY_FAILED, 0)
-    if status is None:
-        status = JobStatus.COMPLETED if approved else JobStatus.FAILED
-        if not approved and error_message is None:
-            error_message = "no image was approved" + ("" if counts else ": no image was generated")
+    """Store the final counts and status of a `running` execution. Without a status:
+    `completed` if any image was approved, else `failed` (nothing usable)."""
     with _session() as s:
-        row = _get(s, JobExecution, execution_id, "job")
-        row.status = status
-        row.completed_at = utcnow()
-        row.total_images = sum(counts.values())
-        row.approved_images = approved
-        row.qc_failed_images = qc_failed
-        row.failed_images = failed
+        counts = _counts(s, execution_id)
+        approved = counts.get(ImageStatus.APPROVED, 0)
+        if status is None:
+            status = JobStatus.COMPLETED if approved else JobStatus.FAILED
+            if not approved and error_message is None:
+                error_message = "no image was approved" + (
+                    "" if counts else ": no image was generated"
+                )
+        values: dict[str, Any] = {"completed_at": utcnow(), **_totals(counts)}
         if error_message is not None:
-            row.error_message = error_message
-        s.flush()
-        return _record(ExecutionRecord, row)
+            values["error_message"] = error_message
+        _cas(
+            s, JobExecution, JOB_TRANSITIONS, execution_id, JobStatus.RUNNING, status, "job", values
+        )
+        return _record(ExecutionRecord, _get(s, JobExecution, execution_id, "job"))
+
+
+def _totals(counts: dict[str, int]) -> dict[str, int]:
+    return {
+        "total_images": sum(counts.values()),
+        "approved_images": counts.get(ImageStatus.APPROVED, 0),
+        "qc_failed_images": counts.get(ImageStatus.QC_FAILED, 0),
+        "failed_images": counts.get(ImageStatus.FAILED, 0)
+        + counts.get(ImageStatus.RETRY_FAILED, 0),
+    }
+
+
+def refresh_totals(execution_id: int) -> None:
+    """Store the current per-status counts on the execution (while it runs, for listings)."""
+    with _session() as s:
+        values = _totals(_counts(s, execution_id))
+        s.execute(update(JobExecution).where(JobExecution.id == execution_id).values(**values))
 
 
 def set_execution_log_path(execution_id: int, log_path: str) -> None:
@@ -239,9 +323,95 @@ def set_execution_log_path(execution_id: int, log_path: str) -> None:
         )
 
 
-def record_usage(execution_id: int, usage: dict[str, Any]) -> None:
+def add_usage(execution_id: int, delta: dict[str, dict[str, float]]) -> None:
+    """Add per-service counters to the execution's usage (incremented, never overwritten, so
+    several processes and a resumed run all add up)."""
+    if not any(delta.values()):
+        return
     with _session() as s:
-        s.execute(update(JobExecution).where(JobExecution.id == execution_id).values(usage=usage))
+        query = select(JobExecution).where(JobExecution.id == execution_id)
+        if s.get_bind().dialect.name == "postgresql":
+            query = query.with_for_update()
+        row = s.scalars(query).one()
+        usage = {service: dict(values) for service, values in (row.usage or {}).items()}
+        for service, values in delta.items():
+            entry = usage.setdefault(service, {})
+            for key, amount in values.items():
+                entry[key] = round(entry.get(key, 0) + amount, 6)
+        row.usage = usage
+
+
+def request_stop(execution_id: int, reason: str) -> ExecutionRecord:
+    """Ask the running execution to stop gracefully; any process running it sees this."""
+    with _session() as s:
+        row = _get(s, JobExecution, execution_id, "job")
+        if row.stop_requested_at is None:
+            row.stop_requested_at = utcnow()
+            row.stop_reason = reason
+        s.flush()
+        return _record(ExecutionRecord, row)
+
+
+def job_control(execution_id: int, *, beat: bool) -> tuple[str, str | None]:
+    """(status, stop reason or None) of an execution; with `beat`, write its heartbeat."""
+    with _session() as s:
+        if beat:
+            s.execute(
+                update(JobExecution)
+                .where(JobExecution.id == execution_id)
+                .values(heartbeat_at=utcnow())
+            )
+        row = s.execute(
+            select(JobExecution.status, JobExecution.stop_reason).where(
+                JobExecution.id == execution_id
+            )
+        ).one()
+        return str(row[0]), row[1]
+
+
+def claim_execution(
+    execution_id: int,
+    *,
+    flow_run_id: str | None,
+    worker_host: str,
+    worker_pid: int,
+    resume: bool,
+) -> ExecutionRecord:
+    """This process runs the execution now: a new one (`running` already) or a resume
+    (`cancelled`/`interrupted` -> `running`, the stop request cleared). Either way the flow run
+    is added to the execution's list of flow runs."""
+    with _session() as s:
+        row = _get(s, JobExecution, execution_id, "job")
+        runs = list(row.flow_run_ids or [])
+        if flow_run_id and flow_run_id not in runs:
+            runs.append(flow_run_id)
+        values: dict[str, Any] = {
+            "flow_run_ids": runs,
+            "worker_host": worker_host,
+            "worker_pid": worker_pid,
+            "heartbeat_at": utcnow(),
+        }
+        if flow_run_id:
+            values["flow_run_id"] = flow_run_id
+        if resume:
+            values.update(
+                stop_requested_at=None, stop_reason=None, completed_at=None, error_message=None
+            )
+            _cas(
+                s,
+                JobExecution,
+                JOB_TRANSITIONS,
+                execution_id,
+                (JobStatus.CANCELLED, JobStatus.INTERRUPTED),
+                JobStatus.RUNNING,
+                "job",
+                values,
+            )
+        else:
+            s.execute(update(JobExecution).where(JobExecution.id == execution_id).values(**values))
+        s.flush()
+        s.expire(row)
+        return _record(ExecutionRecord, _get(s, JobExecution, execution_id, "job"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -276,10 +446,27 @@ def list_slots(execution_id: int) -> list[SlotRecord]:
         return [_record(SlotRecord, row) for row in rows]
 
 
-_SLOT_FIELDS = {"prompt", "status", "provider_task_id", "error", "error_code"}
+_SLOT_FIELDS = {"prompt", "provider_task_id", "error", "error_code"}
 
 
-def update_slot(slot_id: int, *, count_attempt: bool = False, **fields: Any) -> None:
+def update_slot(slot_id: int, **fields: Any) -> None:
+    """Update a slot's data; its status changes only through `transition_slot`."""
+    unknown = set(fields) - _SLOT_FIELDS
+    if unknown:
+        raise ValueError(f"cannot update slot fields {sorted(unknown)}")
+    with _session() as s:
+        s.execute(update(GenerationSlot).where(GenerationSlot.id == slot_id).values(**fields))
+
+
+def transition_slot(
+    slot_id: int,
+    expected: str | Collection[str],
+    new: SlotStatus,
+    *,
+    count_attempt: bool = False,
+    **fields: Any,
+) -> None:
+    """Change a slot's status by compare-and-set (see `statuses.SLOT_TRANSITIONS`)."""
     unknown = set(fields) - _SLOT_FIELDS
     if unknown:
         raise ValueError(f"cannot update slot fields {sorted(unknown)}")
@@ -287,7 +474,32 @@ def update_slot(slot_id: int, *, count_attempt: bool = False, **fields: Any) -> 
     if count_attempt:
         values["attempts"] = GenerationSlot.attempts + 1
     with _session() as s:
-        s.execute(update(GenerationSlot).where(GenerationSlot.id == slot_id).values(**values))
+        _cas(s, GenerationSlot, SLOT_TRANSITIONS, slot_id, expected, new, "slot", values)
+
+
+def open_slots(execution_id: int) -> list[SlotRecord]:
+    """Slots of an execution not yet generated or failed, in slot order."""
+    with _session() as s:
+        rows = s.scalars(
+            select(GenerationSlot)
+            .where(
+                GenerationSlot.execution_id == execution_id,
+                GenerationSlot.status.in_((SlotStatus.PENDING, SlotStatus.GENERATING)),
+            )
+            .order_by(GenerationSlot.slot)
+        )
+        return [_record(SlotRecord, row) for row in rows]
+
+
+def slot_counts(execution_id: int) -> dict[str, int]:
+    """Slots of an execution per status."""
+    with _session() as s:
+        rows = s.execute(
+            select(GenerationSlot.status, func.count())
+            .where(GenerationSlot.execution_id == execution_id)
+            .group_by(GenerationSlot.status)
+        )
+        return {status: count for status, count in rows}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -313,18 +525,39 @@ def add_image(
     return get_image(add_images(execution_id, slot, [image])[0])
 
 
-def add_images(execution_id: int, slot: int, images: Sequence[dict[str, Any]]) -> list[int]:
+def add_images(
+    execution_id: int,
+    slot: int,
+    images: Sequence[dict[str, Any]],
+    *,
+    slot_id: int | None = None,
+    slot_fields: dict[str, Any] | None = None,
+) -> list[int]:
     """Record all images of one generation in one transaction (all or none), status
-    `generated`; each dict holds the `add_image` fields. Returns their ids in order."""
+    `generated` unless a dict says otherwise; each dict holds the `add_image` fields. With
+    `slot_id`, the slot becomes `generated` in the same transaction. Returns the ids in order."""
     with _session() as s:
         rows = [
             GeneratedImage(
-                execution_id=execution_id, slot=slot, status=ImageStatus.GENERATED, **image
+                execution_id=execution_id,
+                slot=slot,
+                **{"status": ImageStatus.GENERATED, **image},
             )
             for image in images
         ]
         s.add_all(rows)
         s.flush()
+        if slot_id is not None:
+            _cas(
+                s,
+                GenerationSlot,
+                SLOT_TRANSITIONS,
+                slot_id,
+                SlotStatus.GENERATING,
+                SlotStatus.GENERATED,
+                "slot",
+                {"error": None, "error_code": None, **(slot_fields or {})},
+            )
         return [row.id for row in rows]
 
 
@@ -373,16 +606,90 @@ _IMAGE_FIELDS = {
 
 
 def update_image(image_id: int, **fields: Any) -> ImageRecord:
-    """Update an image row; only the fields the pipeline owns may change."""
-    unknown = set(fields) - _IMAGE_FIELDS
-    if unknown:
-        raise ValueError(f"cannot update image fields {sorted(unknown)}")
+    """Update an image row's data; only the fields the pipeline owns may change, and its
+    status only through `transition_image`."""
+    unknown = set(fields) - _IMAGE_FIELDS - {"status"}
+    if unknown or "status" in fields:
+        raise ValueError(f"cannot update image fields {sorted(unknown or {'status'})}")
     with _session() as s:
         row = _get(s, GeneratedImage, image_id, "image")
         for key, value in fields.items():
             setattr(row, key, value)
         s.flush()
         return _record(ImageRecord, row)
+
+
+def transition_image(
+    image_id: int, expected: str | Collection[str], new: ImageStatus, **fields: Any
+) -> ImageRecord:
+    """Change an image's status by compare-and-set (see `statuses.IMAGE_TRANSITIONS`), with
+    the data that goes with it; raises TransitionError when the image was not `expected`."""
+    unknown = set(fields) - _IMAGE_FIELDS
+    if unknown:
+        raise ValueError(f"cannot update image fields {sorted(unknown)}")
+    with _session() as s:
+        _cas(s, GeneratedImage, IMAGE_TRANSITIONS, image_id, expected, new, "image", fields)
+        return _record(ImageRecord, _get(s, GeneratedImage, image_id, "image"))
+
+
+def open_images(execution_id: int) -> list[ImageRecord]:
+    """Images of an execution the job engine has not finished (generated, qc_passed,
+    processed), in slot order."""
+    with _session() as s:
+        rows = s.scalars(
+            select(GeneratedImage)
+            .where(
+                GeneratedImage.execution_id == execution_id,
+                GeneratedImage.status.in_(OPEN_IMAGE_STATUSES),
+            )
+            .order_by(GeneratedImage.slot, GeneratedImage.image_index)
+        )
+        return [_record(ImageRecord, row) for row in rows]
+
+
+def approve_image(
+    image_id: int,
+    judge: Callable[[list[tuple[int, str]]], int | None] | None,
+    scope_execution_id: int | None,
+    **fields: Any,
+) -> tuple[ImageRecord, int | None]:
+    """Approve a `processed` image (setting `fields`) unless `judge` finds it a near-duplicate
+    of an approved one (then `qc_failed`): (the image, the id it duplicates or None). `judge`
+    gets the (id, hash) of the approved images in scope. The check and the approval are one
+    transaction, serialised across processes (an advisory lock on PostgreSQL, BEGIN IMMEDIATE
+    on SQLite), so two near-twins approved at once cannot both pass."""
+    with _session() as s:
+        if judge is not None and s.get_bind().dialect.name == "postgresql":
+            s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_APPROVAL_LOCK})
+        duplicate_of = None
+        if judge is not None:
+            query = (
+                select(GeneratedImage.id, GeneratedImage.phash)
+                .where(GeneratedImage.phash.is_not(None))
+                .where(GeneratedImage.status == ImageStatus.APPROVED)
+                .where(GeneratedImage.id != image_id)
+                .order_by(GeneratedImage.updated_at, GeneratedImage.id)
+            )
+            if scope_execution_id is not None:
+                query = query.where(GeneratedImage.execution_id == scope_execution_id)
+            duplicate_of = judge([(other, str(h)) for other, h in s.execute(query)])
+        if duplicate_of is not None:
+            values: dict[str, Any] = {"qc_reason": f"near-duplicate of {duplicate_of}"}
+            new = ImageStatus.QC_FAILED
+        else:
+            values = {"error": None, "error_code": None, **fields}
+            new = ImageStatus.APPROVED
+        _cas(
+            s,
+            GeneratedImage,
+            IMAGE_TRANSITIONS,
+            image_id,
+            ImageStatus.PROCESSED,
+            new,
+            "image",
+            values,
+        )
+        return _record(ImageRecord, _get(s, GeneratedImage, image_id, "image")), duplicate_of
 
 
 def approved_hashes(execution_id: int | None) -> list[tuple[int, str]]:

@@ -7,72 +7,41 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, TypeVar
 
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
-from prefect.tasks import exponential_backoff
 
-from genfactory.errors import error_code, is_retryable
+from genfactory.errors import GenfactoryError, error_code
 from genfactory.logs import redact, scrub_exception
-from genfactory.statuses import ImageStatus
+from genfactory.statuses import OPEN_IMAGE_STATUSES, ImageStatus
 from genfactory.storage import repository
 from genfactory.storage.repository import ImageRecord
-
-#: The longest Retry-After a task retry waits for; longer waits fail the step.
-MAX_RETRY_AFTER_SECONDS = 300.0
 
 #: Our store holds results; Prefect result persistence would only leave files behind.
 TASK_OPTIONS: dict[str, Any] = {"persist_result": False, "cache_policy": NO_CACHE}
 
 
-def retry_if_transient(task: Any, task_run: Any, state: Any) -> bool:
-    """Prefect retry condition: retry only errors that may go away (see errors.is_retryable)."""
+def retry_orchestration(task: Any, task_run: Any, state: Any) -> bool:
+    """Prefect retry condition of the engine's tasks: provider errors are never retried here
+    (the HTTP layer owns transient retries, so a paid call is never multiplied); anything else
+    (the store was busy, the orchestration API failed) is, since every step is re-entrant."""
     try:
         state.result(raise_on_failure=True)
-    except BaseException as exc:
-        if not is_retryable(exc):
-            return False
-        # The service said when to come back (429 Retry-After): wait that long before the
-        # scheduled retry instead of spending it too early.
-        retry_after = getattr(exc, "retry_after", None)
-        if retry_after:
-            if float(retry_after) > MAX_RETRY_AFTER_SECONDS:
-                return False  # the service is out for longer than a job should wait
-            time.sleep(float(retry_after))
+    except GenfactoryError:
+        return False
+    except BaseException:
         return True
     return False
 
 
-def final_attempt() -> bool:
-    """True in the last try Prefect will make of the current task (and outside any task)."""
-    from prefect.context import TaskRunContext
-
-    context = TaskRunContext.get()
-    if context is None:
-        return True
-    return context.task_run.run_count > (context.task.retries or 0)
-
-
-def will_retry(exc: BaseException) -> bool:
-    """True when the current task will be retried after raising `exc`."""
-    retry_after = float(getattr(exc, "retry_after", None) or 0)
-    return is_retryable(exc) and retry_after <= MAX_RETRY_AFTER_SECONDS and not final_attempt()
-
-
-def retry_options(retries: int, backoff_seconds: float) -> dict[str, Any]:
-    """Task options for `retries` retries with exponential backoff and jitter."""
-    if retries <= 0:
-        return {"retries": 0}
-    return {
-        "retries": retries,
-        "retry_delay_seconds": exponential_backoff(backoff_factor=max(backoff_seconds, 0.01))(
-            retries
-        ),
-        "retry_jitter_factor": 0.5,
-        "retry_condition_fn": retry_if_transient,
-    }
+#: Options of the engine's slot and image tasks: one more try for orchestration errors.
+ENGINE_TASK_OPTIONS: dict[str, Any] = {
+    **TASK_OPTIONS,
+    "retries": 2,
+    "retry_delay_seconds": 1,
+    "retry_condition_fn": retry_orchestration,
+}
 
 
 def run_logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
@@ -146,17 +115,14 @@ def fail_image(
     sub_step: str | None = None,
     level: int = logging.WARNING,
     **fields: Any,
-) -> bool:
-    """Mark an image `failed` with its reason and log it; False.
+) -> ImageRecord:
+    """Mark an unfinished image `failed` with its reason and log it.
 
     A failed image lives in the temp directory only, with its unprocessed original (kept for
-    a retry): a processed file already in the output directory is removed.
+    a retry): no file of it is ever in the output directory.
     """
-    if image.final_image_path and image.temp_image_path:
-        Path(image.final_image_path).unlink(missing_ok=True)
-        fields["final_image_path"] = None
-    repository.update_image(
-        image.id, status=ImageStatus.FAILED, error=message, error_code=code, **fields
+    failed = repository.transition_image(
+        image.id, OPEN_IMAGE_STATUSES, ImageStatus.FAILED, error=message, error_code=code, **fields
     )
     log_step(
         f"failed: {message}",
@@ -167,16 +133,7 @@ def fail_image(
         error_code=code,
         level=level,
     )
-    return False
-
-
-def abandon_image(image_id: int) -> None:
-    """The job stopped while this image was in flight: it stays `generated` (resumable), with
-    its original in temp and no half-delivered file in the output directory."""
-    image = repository.get_image(image_id)
-    if image.final_image_path and image.temp_image_path:
-        Path(image.final_image_path).unlink(missing_ok=True)
-        repository.update_image(image_id, final_image_path=None)
+    return failed
 
 
 def describe_error(exc: BaseException) -> str:
@@ -186,16 +143,14 @@ def describe_error(exc: BaseException) -> str:
 
 
 __all__ = [
+    "ENGINE_TASK_OPTIONS",
     "TASK_OPTIONS",
-    "abandon_image",
     "describe_error",
     "error_code",
     "fail_image",
     "log_step",
-    "retry_options",
     "run_logger",
     "scrub_errors",
     "scrubbed",
     "timed",
-    "will_retry",
 ]

@@ -69,6 +69,58 @@ def write_atomically(directory: Path, stem: str, ext: str, data: bytes) -> Path:
             tmp.unlink()
 
 
+def write_replacing(directory: Path, stem: str, ext: str, data: bytes) -> Path:
+    """Write ``data`` to ``directory/stem.ext`` atomically, replacing a file of that name.
+
+    Only for names that belong to one image of one execution (temp originals, staged
+    outputs): running a step again then rewrites its own file instead of adding ``-2``.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    final = directory / f"{stem}.{ext}"
+    tmp = directory / f".{stem}.{secrets.token_hex(4)}.tmp"
+    try:
+        with open(tmp, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, final)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    return final
+
+
+def link_no_clobber(source: Path, directory: Path, stem: str, ext: str) -> Path:
+    """Give the finished file ``source`` its name in ``directory``: ``stem.ext``, or
+    ``stem-2.ext``... if taken, never replacing another file. Re-entrant: a name that already
+    is this very file (a link made by an attempt that stopped before recording it) is reused.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 10_000):
+        final = directory / (f"{stem}.{ext}" if n == 1 else f"{stem}-{n}.{ext}")
+        if final.exists():
+            with contextlib.suppress(OSError):
+                if os.path.samefile(final, source):
+                    return final
+            continue
+        try:
+            os.link(source, final)
+        except FileExistsError:
+            continue
+        except OSError:
+            # No hard links here: reserve the name, then copy into it.
+            try:
+                os.close(os.open(final, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            except FileExistsError:
+                continue
+            tmp = directory / f".{stem}.{secrets.token_hex(4)}.tmp"
+            tmp.write_bytes(source.read_bytes())
+            os.replace(tmp, final)
+        _fsync_dir(directory)
+        return final
+    raise ImageRejected(f"no free file name for {stem}.{ext} in {directory}")
+
+
 def remove_quietly(path: str | Path | None) -> None:
     if path:
         Path(path).unlink(missing_ok=True)

@@ -1,21 +1,24 @@
-"""Finishing a job: final counts and status, usage, the summary artifact, resources released."""
+"""Finishing a job: what is still open is closed with a reason (or, after a stop by the user,
+left to `resume`), the final status, the summary and its artifact, resources released."""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 from pathlib import Path
 from typing import Any
 
 from prefect import task
 from prefect.artifacts import create_table_artifact
 
+from genfactory.errors import JobStopped
 from genfactory.logs import close_job_log, redact_value
-from genfactory.statuses import ImageStatus, JobStatus
+from genfactory.statuses import ImageStatus, JobStatus, SlotStatus
 from genfactory.storage import repository
-from genfactory.tasks.common import TASK_OPTIONS, log_step, scrub_errors
+from genfactory.tasks.common import TASK_OPTIONS, fail_image, log_step, scrub_errors
+from genfactory.tasks.metadata import clean_approved_leftovers
 from genfactory.tasks.progress import artifact_key
-from genfactory.tasks.recovery import close_unfinished_images
-from genfactory.tasks.runtime import get_runtime, release_runtime
+from genfactory.tasks.runtime import JobRuntime, get_runtime, release_runtime
 
 #: Rows in the summary artifact; the store and `genfactory images list` have them all.
 ARTIFACT_ROWS = 500
@@ -23,35 +26,66 @@ ARTIFACT_ROWS = 500
 
 @task(name="finish-job", **TASK_OPTIONS)
 @scrub_errors
-def finish_job(execution_id: int, cancelled: bool = False) -> dict[str, Any]:
-    """Store counts and the final status; returns the summary the CLI prints."""
+def finish_job(execution_id: int) -> dict[str, Any]:
+    """Store counts and the final status; returns the summary the CLI prints.
+
+    - stopped by the user: `cancelled`, open slots and images left as they are (resumable);
+    - stopped by a fatal provider error (bad key, no credits): `failed`, what is open closed
+      `failed` with the reason (originals kept in temp for a retry);
+    - otherwise what is still open could not run even when `reconcile` ran it without Prefect:
+      the job is `interrupted` so `genfactory resume` can run it; else `completed` when any image
+      was approved, `failed` when none was.
+    """
     runtime = get_runtime(execution_id)
-    status: JobStatus | None = JobStatus.CANCELLED if cancelled else None
+    status: JobStatus | None = None
     message = None
-    if runtime.stop_reason:
-        status = JobStatus.CANCELLED if cancelled else JobStatus.FAILED
-        message = f"job stopped: {runtime.stop_reason}"
-    # Every slot has ended: an image still waiting now was stopped in flight (or dropped by a
-    # crash); it fails with the reason and keeps its original in temp for a retry.
-    close_unfinished_images(
-        execution_id,
-        message or "not finished: its slot ended before it was processed",
-        "job_stopped" if runtime.stop_reason else "unfinished",
-    )
-    repository.record_usage(execution_id, runtime.context.usage.snapshot())
-    execution = repository.finish_execution(execution_id, status=status, error_message=message)
+    if runtime.stop_reason and runtime.stop_by_user:
+        status, message = JobStatus.CANCELLED, f"stopped: {runtime.stop_reason}"
+    elif runtime.stop_reason:
+        status, message = JobStatus.FAILED, f"job stopped: {runtime.stop_reason}"
+        _close_open_work(runtime, message, JobStopped.code)
+    else:
+        left = len(repository.open_slots(execution_id)) + len(repository.open_images(execution_id))
+        if left:
+            status = JobStatus.INTERRUPTED
+            message = (
+                f"{left} slots or images could not run (the orchestration kept failing); "
+                f"continue them with `genfactory resume {execution_id}`"
+            )
+    clean_approved_leftovers(runtime)
+    runtime.flush_usage()
+    if status == JobStatus.INTERRUPTED:
+        execution = repository.transition_execution(
+            execution_id, JobStatus.RUNNING, JobStatus.INTERRUPTED, error_message=message
+        )
+        repository.refresh_totals(execution_id)
+    else:
+        execution = repository.finish_execution(execution_id, status=status, error_message=message)
     summary = summarize(execution_id)
     _summary_artifact(execution_id, summary)
     log_step(
-        f"job {execution_id} {execution.status}: {execution.approved_images} approved, "
-        f"{execution.qc_failed_images} qc_failed, {execution.failed_images} failed of "
-        f"{execution.total_images}"
+        f"job {execution_id} {summary['status']}: {summary['approved']} approved, "
+        f"{summary['qc_failed']} qc_failed, {summary['failed']} failed of {summary['total']}"
+        + (f", {summary['failed_slots']} slots failed" if summary["failed_slots"] else "")
         + (f" — {execution.error_message}" if execution.error_message else ""),
         step="finish",
         execution_id=execution_id,
     )
     close_runtime(execution_id)
     return summary
+
+
+def _close_open_work(runtime: JobRuntime, message: str, code: str) -> None:
+    for slot in repository.open_slots(runtime.execution_id):
+        repository.transition_slot(
+            slot.id,
+            (SlotStatus.PENDING, SlotStatus.GENERATING),
+            SlotStatus.FAILED,
+            error=f"not run: {message}",
+            error_code=code,
+        )
+    for image in repository.open_images(runtime.execution_id):
+        fail_image(image, "finish", message, code, level=logging.INFO)
 
 
 def close_runtime(execution_id: int) -> None:
@@ -62,24 +96,40 @@ def close_runtime(execution_id: int) -> None:
 
 
 def summarize(execution_id: int) -> dict[str, Any]:
+    """The job as the CLI and the artifact show it, from the store."""
     execution = repository.get_execution(execution_id)
+    counts = repository.image_counts(execution_id)
+    slots = repository.list_slots(execution_id)
+    failed_slots = [s for s in slots if s.status == SlotStatus.FAILED]
     return {
         "execution_id": execution.id,
         "label": execution.label,
         "status": str(execution.status),
-        "total": execution.total_images,
-        "approved": execution.approved_images,
-        "qc_failed": execution.qc_failed_images,
-        "failed": execution.failed_images,
+        "total": sum(counts.values()),
+        "approved": counts.get(ImageStatus.APPROVED, 0),
+        "qc_failed": counts.get(ImageStatus.QC_FAILED, 0),
+        "failed": counts.get(ImageStatus.FAILED, 0) + counts.get(ImageStatus.RETRY_FAILED, 0),
+        "unfinished": sum(counts.get(s, 0) for s in ("generated", "qc_passed", "processed")),
+        "slots": len(slots),
+        "failed_slots": len(failed_slots),
+        "unstarted_slots": sum(1 for s in slots if s.status in ("pending", "generating")),
+        "slot_failures": [
+            {"slot": s.slot, "error": s.error or "", "code": s.error_code or ""}
+            for s in failed_slots[:20]
+        ],
         "error_message": execution.error_message,
         "output_dir": execution.output_dir,
         "temp_dir": execution.temp_dir,
         "log_path": execution.log_path,
+        "usage": execution.usage,
     }
 
 
 def _summary_artifact(execution_id: int, summary: dict[str, Any]) -> None:
-    rows = []
+    rows = [
+        {"slot": f["slot"], "image": "", "status": "slot failed", "file": "", "detail": f["error"]}
+        for f in summary["slot_failures"]
+    ]
     for image in repository.list_images(execution_id=execution_id, limit=ARTIFACT_ROWS):
         path = image.final_image_path or image.temp_image_path or ""
         detail = image.qc_reason or image.error or ""
@@ -97,9 +147,15 @@ def _summary_artifact(execution_id: int, summary: dict[str, Any]) -> None:
     description = (
         f"Job {summary['execution_id']} '{summary['label']}' {summary['status']}: "
         f"{summary['approved']} approved, {summary['qc_failed']} qc_failed, "
-        f"{summary['failed']} failed of {summary['total']}. Output: {summary['output_dir']}"
+        f"{summary['failed']} failed of {summary['total']} images"
+        + (
+            f"; {summary['failed_slots']} of {summary['slots']} slots failed"
+            if summary["failed_slots"]
+            else ""
+        )
+        + f". Output: {summary['output_dir']}"
     )
-    # The API may already be shutting down; the store has everything.
+    # The API may be unreachable; the store has everything.
     with contextlib.suppress(Exception):
         create_table_artifact(
             table=redact_value(rows),

@@ -1,4 +1,11 @@
-"""The generate step: prompt, image provider, the images saved to temp and recorded at once."""
+"""The generate step of a slot: prompt, image provider, every image saved to temp, checked
+locally and recorded at once (all of a generation's rows, and the slot `generated`, in one
+transaction).
+
+Re-entrant: a generated slot returns its images again without any call; a slot whose provider
+task id is recorded is polled, never created again; a slot that may have sent a paid create
+before its worker died is not created again on its own (`ambiguous_create`).
+"""
 
 from __future__ import annotations
 
@@ -8,69 +15,81 @@ from pathlib import Path
 from prefect import task
 
 from genfactory.config import Settings
-from genfactory.errors import JobStopped, MalformedResponse
+from genfactory.errors import ImageRejected, JobStopped, MalformedResponse
 from genfactory.media import extension_for, sniff_media_type
 from genfactory.providers.base import GeneratedImage, GenerationRequest, PromptRequest
-from genfactory.statuses import ImageStatus, SlotStatus
+from genfactory.providers.registry import REPEATABLE_IMAGE_PROVIDERS
+from genfactory.statuses import OPEN_IMAGE_STATUSES, ImageStatus, SlotStatus
 from genfactory.storage import repository
+from genfactory.storage.repository import SlotRecord
+from genfactory.tasks import imaging
 from genfactory.tasks.common import (
-    TASK_OPTIONS,
+    ENGINE_TASK_OPTIONS,
     describe_error,
     error_code,
     log_step,
     scrub_errors,
     timed,
 )
-from genfactory.tasks.files import remove_quietly, safe_name, write_atomically
-from genfactory.tasks.runtime import get_runtime
+from genfactory.tasks.files import remove_quietly, safe_name, write_replacing
+from genfactory.tasks.runtime import JobRuntime, get_runtime
+
+AMBIGUOUS_CREATE = "ambiguous_create"
 
 
-@task(name="generate", **TASK_OPTIONS)
+@task(name="generate", task_run_name="generate/{slot}", **ENGINE_TASK_OPTIONS)
 @scrub_errors
-def generate_slot(execution_id: int, slot_id: int) -> list[int]:
-    """Generate the slot's images into the temp directory; returns the ids of its images
-    still waiting for QC (status `generated`).
-
-    Idempotent: a slot whose images are recorded (a retry, a resume) is not generated again,
-    and a provider task recorded by an interrupted attempt is polled, not re-created.
-    """
+def generate_slot(execution_id: int, slot_id: int, slot: int) -> list[int]:
+    """Generate slot `slot` (row `slot_id`) into the temp directory; returns the ids of its
+    images the job still has to carry on. Raises when the generation failed for good (the slot
+    is then `failed` with the reason)."""
     runtime = get_runtime(execution_id)
+    record = repository.get_slot(slot_id)
+    if record.status == SlotStatus.GENERATED:
+        return _open_image_ids(execution_id, record.slot)
+    if record.status == SlotStatus.FAILED:
+        return []
     runtime.check()
-    slot = repository.get_slot(slot_id)
-    existing = repository.list_images(execution_id=execution_id, slot=slot.slot)
-    if existing:
-        if slot.status != SlotStatus.GENERATED:
-            repository.update_slot(slot_id, status=SlotStatus.GENERATED, error=None)
-        return [image.id for image in existing if image.status == ImageStatus.GENERATED]
-
     settings = runtime.settings
-    prompt = slot.prompt
+    if (
+        record.status == SlotStatus.GENERATING
+        and not record.provider_task_id
+        and settings.providers.image not in REPEATABLE_IMAGE_PROVIDERS
+    ):
+        message = (
+            f"a paid create at {settings.providers.image} may have been sent before the job was "
+            "interrupted, and no task id came back: it is not created again on its own, so you "
+            "are never charged twice; check the service's dashboard, then retry this slot on "
+            "purpose"
+        )
+        repository.transition_slot(
+            slot_id,
+            SlotStatus.GENERATING,
+            SlotStatus.FAILED,
+            error=message,
+            error_code=AMBIGUOUS_CREATE,
+        )
+        log_step(message, step="generate", slot=record.slot, error_code=AMBIGUOUS_CREATE, level=40)
+        return []
     try:
         with runtime.guard():
-            if prompt is None:
-                with timed() as t:
-                    prompt = runtime.provider("prompt").make_prompt(
-                        PromptRequest(
-                            system_prompt=slot.system_prompt,
-                            keyword=slot.keyword,
-                            variables={k: str(v) for k, v in slot.variables.items()},
-                        )
-                    )
-                repository.update_slot(slot_id, prompt=prompt)
-                log_step(
-                    f"prompt: {prompt[:160]}", step="prompt", slot=slot.slot, duration_ms=t["ms"]
-                )
-            repository.update_slot(slot_id, status=SlotStatus.GENERATING, count_attempt=True)
-            seed = _seed(settings.job.seed, slot.slot)
+            prompt = record.prompt or _make_prompt(runtime, record)
+            repository.transition_slot(
+                slot_id,
+                (SlotStatus.PENDING, SlotStatus.GENERATING),
+                SlotStatus.GENERATING,
+                count_attempt=True,
+            )
+            seed = _seed(settings.job.seed, record.slot)
             request = GenerationRequest(
                 prompt=prompt,
-                aspect_ratio=slot.aspect_ratio,
-                width=slot.width,
-                height=slot.height,
+                aspect_ratio=record.aspect_ratio,
+                width=record.width,
+                height=record.height,
                 count=settings.images_per_slot,
                 seed=seed,
                 negative_prompt=settings.prompts.negative_prompt,
-                resume_task_id=slot.provider_task_id,
+                resume_task_id=record.provider_task_id,
                 on_task_created=lambda task_id: repository.update_slot(
                     slot_id, provider_task_id=task_id
                 ),
@@ -82,32 +101,55 @@ def generate_slot(execution_id: int, slot_id: int) -> list[int]:
                     f"{settings.providers.image} returned no image",
                     service=settings.providers.image,
                 )
+    except JobStopped:
+        raise
     except Exception as exc:
-        repository.update_slot(
-            slot_id, status=SlotStatus.FAILED, error=describe_error(exc), error_code=error_code(exc)
+        repository.transition_slot(
+            slot_id,
+            (SlotStatus.PENDING, SlotStatus.GENERATING),
+            SlotStatus.FAILED,
+            error=describe_error(exc),
+            error_code=error_code(exc),
+        )
+        log_step(
+            f"generation failed: {describe_error(exc)}",
+            step="generate",
+            slot=record.slot,
+            error_code=error_code(exc),
+            level=40,
         )
         raise
-
-    image_ids = _save_images(
-        execution_id,
-        slot.slot,
-        slot.keyword,
-        slot.aspect_ratio,
-        seed,
-        result.final_prompt or prompt,
-        result.images,
-        settings,
-    )
-    repository.update_slot(
-        slot_id, status=SlotStatus.GENERATED, prompt=result.final_prompt or prompt, error=None
-    )
+    final_prompt = result.final_prompt or prompt
+    image_ids = _save_images(runtime, record, seed, final_prompt, result.images)
     log_step(
-        f"{len(image_ids)} images from {settings.providers.image}",
+        f"{len(result.images)} images from {settings.providers.image}",
         step="generate",
-        slot=slot.slot,
+        slot=record.slot,
         duration_ms=t["ms"],
     )
     return image_ids
+
+
+def _open_image_ids(execution_id: int, slot: int) -> list[int]:
+    return [
+        image.id
+        for image in repository.list_images(execution_id=execution_id, slot=slot)
+        if image.status in OPEN_IMAGE_STATUSES
+    ]
+
+
+def _make_prompt(runtime: JobRuntime, slot: SlotRecord) -> str:
+    with timed() as t:
+        prompt: str = runtime.provider("prompt").make_prompt(
+            PromptRequest(
+                system_prompt=slot.system_prompt,
+                keyword=slot.keyword,
+                variables={k: str(v) for k, v in slot.variables.items()},
+            )
+        )
+    repository.update_slot(slot.id, prompt=prompt)
+    log_step(f"prompt: {prompt[:160]}", step="prompt", slot=slot.slot, duration_ms=t["ms"])
+    return prompt
 
 
 def _seed(base_seed: int | None, slot: int) -> int:
@@ -118,70 +160,60 @@ def _seed(base_seed: int | None, slot: int) -> int:
 
 
 def _save_images(
-    execution_id: int,
-    slot: int,
-    keyword: str,
-    aspect_ratio: str,
-    seed: int,
-    prompt: str,
-    images: list[GeneratedImage],
-    settings: Settings,
+    runtime: JobRuntime, slot: SlotRecord, seed: int, prompt: str, images: list[GeneratedImage]
 ) -> list[int]:
-    """Write every image to temp, then record them all in one transaction: a crash leaves
-    either all of a generation's rows or none (and then no file behind)."""
+    """Write every image to temp and decode it locally (format, pixel limit, truncation), then
+    record them all and the slot `generated` in one transaction: a crash leaves either all of a
+    generation's rows or none (and then no file behind). An image that does not decode is
+    recorded `failed` with the reason, before any paid QC sees it."""
+    settings: Settings = runtime.settings
     temp_dir = Path(str(settings.job.temp_dir))
-    stem = f"{safe_name(str(settings.job.label))}_{slot}"
+    stem = f"{safe_name(str(settings.job.label))}_{slot.slot}"
     rows: list[dict[str, object]] = []
     try:
         for index, image in enumerate(images):
             media_type = sniff_media_type(image.data) or "application/octet-stream"
-            # The execution id keeps temp names apart across jobs that share a label.
-            path = write_atomically(
-                temp_dir, f"{stem}_{index}_e{execution_id}", extension_for(media_type), image.data
+            # The execution id keeps temp names apart across jobs that share a label; the name
+            # is this image's own, so a generation saved again replaces it.
+            path = write_replacing(
+                temp_dir,
+                f"{stem}_{index}_e{runtime.execution_id}",
+                extension_for(media_type),
+                image.data,
             )
-            rows.append(
-                {
-                    "image_index": index,
-                    "generation_prompt": prompt,
-                    "keyword": keyword,
-                    "aspect_ratio": aspect_ratio,
-                    "seed": image.seed if image.seed is not None else seed,
-                    "temp_image_path": str(path),
-                    "media_type": media_type,
-                }
-            )
-        return repository.add_images(execution_id, slot, rows)
+            row: dict[str, object] = {
+                "image_index": index,
+                "generation_prompt": prompt,
+                "keyword": slot.keyword,
+                "aspect_ratio": slot.aspect_ratio,
+                "seed": image.seed if image.seed is not None else seed,
+                "temp_image_path": str(path),
+                "media_type": media_type,
+            }
+            try:
+                phash = imaging.run_in_pool(
+                    imaging.hash_file, str(path), settings.processing.max_image_pixels
+                )
+                row["phash"] = format(phash, "016x")
+            except ImageRejected as exc:
+                row.update(
+                    status=ImageStatus.FAILED,
+                    error=f"download: {describe_error(exc)}",
+                    error_code=error_code(exc),
+                )
+                log_step(
+                    f"failed: {describe_error(exc)}",
+                    step="generate",
+                    slot=slot.slot,
+                    image_index=index,
+                    level=30,
+                )
+            rows.append(row)
+        ids = repository.add_images(
+            runtime.execution_id, slot.slot, rows, slot_id=slot.id, slot_fields={"prompt": prompt}
+        )
     except BaseException:
         for row in rows:
             remove_quietly(str(row["temp_image_path"]))
         raise
-
-
-def stop_reason(execution_id: int) -> str | None:
-    """Why the job was stopped (bad key, no credits...), or None while it may go on."""
-    return get_runtime(execution_id).stop_reason
-
-
-def skip_stopped_slot(execution_id: int, slot_id: int, reason: str) -> None:
-    """A slot never started because the job stopped: failed, with the reason."""
-    repository.update_slot(
-        slot_id,
-        status=SlotStatus.FAILED,
-        error=f"not started: job stopped ({reason})",
-        error_code=JobStopped.code,
-    )
-
-
-def record_slot_failure(execution_id: int, slot_id: int, exc: BaseException) -> None:
-    """After the last retry: the slot is failed, with the reason; the job goes on."""
-    slot = repository.get_slot(slot_id)
-    repository.update_slot(
-        slot_id, status=SlotStatus.FAILED, error=describe_error(exc), error_code=error_code(exc)
-    )
-    log_step(
-        f"generation failed for good: {describe_error(exc)}",
-        step="generate",
-        slot=slot.slot,
-        error_code=error_code(exc),
-        level=40,
-    )
+    return [i for i, row in zip(ids, rows, strict=True) if "status" not in row]

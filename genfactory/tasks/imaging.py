@@ -37,7 +37,7 @@ from genfactory.processing import (
     perceptual_hash,
     process_image,
 )
-from genfactory.tasks.files import safe_name, write_atomically
+from genfactory.tasks.files import safe_name, write_atomically, write_replacing
 
 T = TypeVar("T")
 
@@ -188,13 +188,14 @@ def prepare_file(src: str, settings: dict[str, Any], max_pixels: int) -> bytes:
 
 
 def finish_to_file(
-    src: str | bytes, dst_dir: str, stem: str, settings: dict[str, Any]
+    src: str | bytes, dst_dir: str, stem: str, settings: dict[str, Any], replace: bool = False
 ) -> dict[str, Any]:
     """Process an image and write it to ``dst_dir/stem.<ext>`` (ext from convert_format).
 
     ``src`` is a path (stages "prepare" and "finish" both run) or PNG bytes returned by
     background removal ("finish" only: they were prepared before removal). Existing files
-    are never overwritten: a taken name gets ``-2``, ``-3``... before the extension.
+    are never overwritten: a taken name gets ``-2``, ``-3``... before the extension (with
+    ``replace``, for a file name only this image uses, the file of that name is replaced).
     Returns ``{"path", "width", "height", "format", "bytes"}``. (Near-duplicates are judged
     on the original: see `hash_file`.)
     """
@@ -206,9 +207,8 @@ def finish_to_file(
     )
     fmt = section.convert_format
     encoded = encode(image, fmt, section)
-    path = write_atomically(
-        Path(dst_dir), safe_name(stem, fallback="image"), EXTENSIONS[fmt], encoded
-    )
+    write = write_replacing if replace else write_atomically
+    path = write(Path(dst_dir), safe_name(stem, fallback="image"), EXTENSIONS[fmt], encoded)
     return {
         "path": str(path),
         "width": image.width,

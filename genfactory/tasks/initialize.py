@@ -13,25 +13,29 @@ from prefect.runtime import flow_run
 from pydantic import BaseModel
 
 from genfactory import prompting
-from genfactory.config import Credentials, Settings, parse_image_size
+from genfactory.config import Credentials, Settings, parse_image_size, validate_settings
+from genfactory.engine.recovery import recover_stale_executions, this_worker
 from genfactory.errors import UserError
 from genfactory.logs import open_job_log, register_secrets
 from genfactory.providers.registry import check_credentials
+from genfactory.statuses import FINAL_SLOT_STATUSES, JobStatus
 from genfactory.storage import repository
 from genfactory.storage.db import data_dir
 from genfactory.tasks.common import TASK_OPTIONS, log_step, scrub_errors
 from genfactory.tasks.files import safe_name
-from genfactory.tasks.recovery import recover_stale_executions, this_worker
 from genfactory.tasks.runtime import start_runtime
 from genfactory.tasks.secrets import load_credentials
 
 
 class JobPlan(BaseModel):
-    """What the flow needs to fan out: ids and places, no pixels."""
+    """What the flow needs to fan out: ids, no pixels."""
 
     execution_id: int
     label: str
-    slot_ids: list[int]
+    #: (slot row id, slot number) of every slot with work left, in slot order.
+    slots: list[tuple[int, int]]
+    total_slots: int
+    max_concurrency: int
 
 
 def default_label(now: datetime | None = None) -> str:
@@ -127,7 +131,8 @@ def initialize_job(settings: Settings, rerun_of_id: int | None = None) -> JobPla
     resolved, slots = prepare(settings, credentials)
     for stale in recover_stale_executions():
         log_step(
-            f"job {stale} was left running by a process that ended: marked failed",
+            f"job {stale} was left running by a worker that ended: marked interrupted "
+            f"(continue it with `genfactory resume {stale}`)",
             step="initialize",
             execution_id=stale,
             level=logging.WARNING,
@@ -140,10 +145,13 @@ def initialize_job(settings: Settings, rerun_of_id: int | None = None) -> JobPla
         settings_snapshot=resolved.model_dump(mode="json"),
         output_dir=str(resolved.job.output_dir),
         temp_dir=str(resolved.job.temp_dir),
-        flow_run_id=str(flow_run.id) if flow_run.id else None,
+        flow_run_id=_flow_run_id(),
         rerun_of_id=rerun_of_id,
         worker_host=host,
         worker_pid=pid,
+    )
+    repository.claim_execution(
+        execution.id, flow_run_id=_flow_run_id(), worker_host=host, worker_pid=pid, resume=False
     )
     log_path = log_dir / f"{safe_name(label)}_{execution.id}.log"
     repository.set_execution_log_path(execution.id, str(log_path))
@@ -156,4 +164,65 @@ def initialize_job(settings: Settings, rerun_of_id: int | None = None) -> JobPla
         step="initialize",
         execution_id=execution.id,
     )
-    return JobPlan(execution_id=execution.id, label=label, slot_ids=slot_ids)
+    return JobPlan(
+        execution_id=execution.id,
+        label=label,
+        slots=[
+            (slot_id, int(str(plan["slot"]))) for slot_id, plan in zip(slot_ids, slots, strict=True)
+        ],
+        total_slots=len(slot_ids),
+        max_concurrency=resolved.job.max_concurrency,
+    )
+
+
+def _flow_run_id() -> str | None:
+    return str(flow_run.id) if flow_run.id else None
+
+
+@task(name="resume-job", **TASK_OPTIONS)
+@scrub_errors
+def resume_execution(execution_id: int) -> JobPlan:
+    """Take up an `interrupted` or `cancelled` execution again in this process: the same
+    execution, its stored settings snapshot, keys from the current environment; only the slots
+    and images with work left are planned."""
+    recover_stale_executions()
+    execution = repository.get_execution(execution_id)
+    if not JobStatus(execution.status).is_resumable:
+        hint = (
+            "it is still running; stop it first with `genfactory jobs stop "
+            f"{execution_id}`, or wait"
+            if execution.status == JobStatus.RUNNING
+            else "only interrupted or cancelled jobs continue; start a new job instead"
+        )
+        raise UserError(f"job {execution_id} is {execution.status}: {hint}")
+    settings = validate_settings(execution.settings_snapshot)
+    credentials = load_credentials(settings)
+    register_secrets(credentials.secret_values())
+    check_credentials(settings, credentials)
+    host, pid = this_worker()
+    repository.claim_execution(
+        execution_id, flow_run_id=_flow_run_id(), worker_host=host, worker_pid=pid, resume=True
+    )
+    runtime = start_runtime(execution_id, settings, credentials)
+    if execution.log_path:
+        runtime.log_handler = open_job_log(Path(execution.log_path), debug=settings.job.debug)
+    slots = repository.list_slots(execution_id)
+    open_image_slots = {image.slot for image in repository.open_images(execution_id)}
+    todo = [
+        (slot.id, slot.slot)
+        for slot in slots
+        if slot.status not in FINAL_SLOT_STATUSES or slot.slot in open_image_slots
+    ]
+    log_step(
+        f"job {execution_id} '{execution.label}' resumed ({execution.status} before): "
+        f"{len(todo)} of {len(slots)} slots have work left, pid {os.getpid()}",
+        step="resume",
+        execution_id=execution_id,
+    )
+    return JobPlan(
+        execution_id=execution_id,
+        label=execution.label,
+        slots=todo,
+        total_slots=len(slots),
+        max_concurrency=settings.job.max_concurrency,
+    )

@@ -1,5 +1,5 @@
 """A job never stays `running` after its run ended: flow-state hooks for crashes, cancels and
-failures (killed processes, where no hook runs, are handled by `tasks.recovery`)."""
+failures (killed processes, where no hook runs, are found by `engine.recovery`)."""
 
 from __future__ import annotations
 
@@ -9,26 +9,41 @@ from typing import Any
 from genfactory.logs import redact
 from genfactory.statuses import JobStatus
 from genfactory.storage import repository
+from genfactory.storage.repository import TransitionError
 from genfactory.tasks.finish import close_runtime
-from genfactory.tasks.recovery import close_unfinished_images
 from genfactory.tasks.runtime import peek_runtime
 
 logger = logging.getLogger("genfactory.lifecycle")
 
 
-def mark_stopped(flow_run: Any, status: JobStatus, message: str) -> None:
-    """Record the final status of the execution started by `flow_run`, if still running."""
+def mark_stopped(execution_id: int | None, status: JobStatus, message: str) -> None:
+    """Record that the run working on `execution_id` ended early, if it is still `running`:
+    `interrupted` (crash, failure: resumable) or `cancelled`. Open slots and images are left
+    as they are for `genfactory resume`."""
+    if execution_id is None:
+        return
+    try:
+        message = redact(message)
+        runtime = peek_runtime(execution_id)
+        if runtime is not None:
+            runtime.stop(message, by_user=status == JobStatus.CANCELLED)
+            runtime.flush_usage()
+        repository.transition_execution(
+            execution_id, JobStatus.RUNNING, status, error_message=message
+        )
+        repository.refresh_totals(execution_id)
+    except TransitionError:
+        pass  # already ended
+    except Exception:  # a hook must never mask the original failure
+        logger.exception("could not record the end of job %s", execution_id)
+    finally:
+        close_runtime(execution_id)
+
+
+def execution_of_flow_run(flow_run: Any) -> int | None:
+    """The execution a flow run worked on (a new job or a resume)."""
     try:
         execution = repository.find_execution_by_flow_run(str(flow_run.id))
-        if execution is None or execution.status != JobStatus.RUNNING:
-            return
-        message = redact(message)
-        runtime = peek_runtime(execution.id)
-        if runtime is not None:
-            runtime.stop(message)  # threads still running start nothing new
-            repository.record_usage(execution.id, runtime.context.usage.snapshot())
-        close_unfinished_images(execution.id, f"job {status}: {message}", str(status))
-        repository.finish_execution(execution.id, status=status, error_message=message)
-        close_runtime(execution.id)
-    except Exception:  # a hook must never mask the original failure
-        logger.exception("could not record the end of flow run %s", getattr(flow_run, "id", "?"))
+    except Exception:
+        return None
+    return execution.id if execution is not None else None

@@ -1,85 +1,99 @@
-"""The metadata step: title, description, keywords stored on the row and embedded in the file;
-then the image is approved."""
+"""The metadata step and the approval: title, description, keywords stored on the row and
+embedded in the staged file; then the file gets its name in the output directory and the image
+is approved, unless a near-duplicate was approved meanwhile."""
 
 from __future__ import annotations
 
-import logging
+import contextlib
 from pathlib import Path
-
-from prefect import task
 
 from genfactory.providers.base import ImageInput, MetadataRequest
 from genfactory.statuses import ImageStatus
 from genfactory.storage import repository
+from genfactory.storage.repository import ImageRecord
 from genfactory.tasks import imaging
-from genfactory.tasks.common import (
-    TASK_OPTIONS,
-    describe_error,
-    error_code,
-    fail_image,
-    log_step,
-    scrub_errors,
-    timed,
-)
-from genfactory.tasks.files import remove_quietly
-from genfactory.tasks.process import near_duplicate_of, reject_duplicate
-from genfactory.tasks.runtime import get_runtime
+from genfactory.tasks.common import log_step, timed
+from genfactory.tasks.files import link_no_clobber, remove_quietly
+from genfactory.tasks.process import duplicate_scope, judge, output_stem, staged_path
+from genfactory.tasks.runtime import JobRuntime
 
 
-@task(name="metadata", **TASK_OPTIONS)
-@scrub_errors
-def describe_image(execution_id: int, image_id: int) -> bool:
-    """Generate (if `run_metadata_gen`) and embed metadata, then approve the image."""
-    runtime = get_runtime(execution_id)
-    runtime.check()
+def describe(runtime: JobRuntime, image: ImageRecord) -> ImageRecord:
+    """Generate (if `run_metadata_gen`, once: an image that has metadata is never asked
+    again) and embed the metadata into the staged file of a `processed` image."""
     settings = runtime.settings
-    image = repository.get_image(image_id)
-    final_path = Path(str(image.final_image_path))
+    staged = staged_path(runtime, image)
     metadata = image.image_metadata
     with timed() as t:
         if settings.metadata.run_metadata_gen and metadata is None:
             request = MetadataRequest(
-                image=ImageInput(data=final_path.read_bytes(), media_type=image.media_type or ""),
+                image=ImageInput(data=staged.read_bytes(), media_type=image.media_type or ""),
                 prompt=image.generation_prompt,
                 keyword=image.keyword or "",
             )
             with runtime.guard():
                 metadata = runtime.provider("metadata").describe(request).as_dict()
-            repository.update_image(image_id, image_metadata=metadata)
+            image = repository.update_image(image.id, image_metadata=metadata)
         if metadata and settings.metadata.embed:
             imaging.embed_file_metadata(
-                str(final_path),
+                str(staged),
                 str(metadata["title"]),
                 str(metadata["description"]),
                 list(metadata["keywords"]),
             )
-    with runtime.dedupe_lock:
-        # The final near-duplicate check and the approval are one step, so two near-twins
-        # processed at once cannot both be approved.
-        duplicate_of = near_duplicate_of(runtime, image_id, int(str(image.phash or "0"), 16))
-        if image.phash and duplicate_of is not None:
-            return reject_duplicate(repository.get_image(image_id), duplicate_of)
-        # Approved: from now on the image lives only in the output directory.
-        repository.update_image(
-            image_id, status=ImageStatus.APPROVED, temp_image_path=None, error=None, error_code=None
+    if metadata:
+        log_step(
+            f"metadata: {metadata.get('title', '')}",
+            step="metadata",
+            slot=image.slot,
+            image_index=image.image_index,
+            duration_ms=t["ms"],
+            level=10,
         )
+    return image
+
+
+def approve(runtime: JobRuntime, image: ImageRecord) -> ImageRecord:
+    """`processed` → `approved` with its file in the output directory, or `qc_failed` when a
+    near-duplicate was approved meanwhile (the check and the approval are one serialised
+    transaction in the store, across processes)."""
+    staged = staged_path(runtime, image)
+    final = link_no_clobber(
+        staged,
+        Path(str(runtime.settings.job.output_dir)),
+        output_stem(runtime, image),
+        staged.suffix.lstrip("."),
+    )
+    approved, duplicate_of = repository.approve_image(
+        image.id,
+        judge(runtime, image),
+        duplicate_scope(runtime),
+        final_image_path=str(final),
+        temp_image_path=None,
+    )
+    fields = {"slot": image.slot, "image_index": image.image_index}
+    if duplicate_of is not None:
+        remove_quietly(final)  # the original stays in temp, listed, for a retry by hand
+        remove_quietly(staged)
+        log_step(f"rejected: near-duplicate of {duplicate_of}", step="approve", **fields)
+        return approved
+    remove_quietly(staged)
     remove_quietly(image.temp_image_path)
-    log_step(
-        "approved" + (f": {metadata['title']}" if metadata else ""),
-        step="metadata",
-        slot=image.slot,
-        image_index=image.image_index,
-        duration_ms=t["ms"],
-    )
-    return True
+    title = (approved.image_metadata or {}).get("title")
+    log_step(f"approved {final.name}" + (f": {title}" if title else ""), step="approve", **fields)
+    return approved
 
 
-def record_image_failure(image_id: int, step: str, exc: BaseException) -> None:
-    """A step failed for good: the image is `failed` with the reason; its files stay listed."""
-    fail_image(
-        repository.get_image(image_id),
-        step,
-        f"{step}: {describe_error(exc)}",
-        error_code(exc),
-        level=logging.ERROR,
-    )
+def clean_approved_leftovers(runtime: JobRuntime) -> None:
+    """Staged files of approved images an interrupted attempt left behind, and the staging
+    directory once it is empty."""
+    staging = None
+    for image in repository.list_images(
+        execution_id=runtime.execution_id, status=ImageStatus.APPROVED
+    ):
+        staged = staged_path(runtime, image)
+        staging = staged.parent
+        remove_quietly(staged)
+    if staging is not None:
+        with contextlib.suppress(OSError):
+            staging.rmdir()

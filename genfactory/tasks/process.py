@@ -1,61 +1,63 @@
 """The process step (SPEC §4): near-duplicate check, then the Pillow pipeline in the process
-pool with background removal between its two stages, written to the output directory."""
+pool with background removal between its two stages.
+
+The processed file is staged in the temp directory under a name only this image uses
+(`temp/.staged/`), so running the step again replaces it instead of adding a second file; it
+reaches the output directory only at approval, with its metadata embedded (`tasks.metadata`).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
-from prefect import task
-
 from genfactory.errors import ImageRejected, JobFatalError, ProviderError
-from genfactory.processing import find_near_duplicate
+from genfactory.processing import EXTENSIONS, find_near_duplicate
 from genfactory.providers.base import ImageInput
 from genfactory.statuses import ImageStatus
 from genfactory.storage import repository
 from genfactory.storage.repository import ImageRecord
 from genfactory.tasks import imaging
-from genfactory.tasks.common import (
-    TASK_OPTIONS,
-    describe_error,
-    error_code,
-    fail_image,
-    log_step,
-    scrub_errors,
-    timed,
-    will_retry,
-)
+from genfactory.tasks.common import describe_error, error_code, fail_image, log_step, timed
 from genfactory.tasks.files import safe_name
-from genfactory.tasks.runtime import JobRuntime, get_runtime
+from genfactory.tasks.runtime import JobRuntime
+
+STAGED_DIR = ".staged"
 
 
-@task(name="process", **TASK_OPTIONS)
-@scrub_errors
-def process_image(execution_id: int, image_id: int) -> bool:
-    """Write the processed file to the output directory; True when the image goes on.
+def output_stem(runtime: JobRuntime, image: ImageRecord) -> str:
+    """`<label>_<slot>_<index>`: the delivered file's name before its extension."""
+    return f"{safe_name(str(runtime.settings.job.label))}_{image.slot}_{image.image_index}"
 
-    The unprocessed original stays in temp until the image is approved (the metadata step
-    removes it), so an image that fails later can be retried from it; a rejected or failed
-    image has no file in the output directory.
-    """
-    runtime = get_runtime(execution_id)
-    runtime.check()
+
+def staged_path(runtime: JobRuntime, image: ImageRecord) -> Path:
+    """Where the processed file of `image` waits for approval (one name per image)."""
+    ext = EXTENSIONS[runtime.settings.processing.convert_format]
+    stem = f"{output_stem(runtime, image)}_e{runtime.execution_id}"
+    return Path(str(runtime.settings.job.temp_dir)) / STAGED_DIR / f"{stem}.{ext}"
+
+
+def process(runtime: JobRuntime, image: ImageRecord) -> ImageRecord:
+    """`qc_passed` → `processed` (staged file written), `qc_failed` (near-duplicate of an
+    approved image) or `failed` (with the reason)."""
     settings = runtime.settings
     options = settings.processing
-    image = repository.get_image(image_id)
     source = str(image.temp_image_path)
     used = options.model_dump(mode="json")
     note = None
+    staged = staged_path(runtime, image)
+    fields = {"slot": image.slot, "image_index": image.image_index}
     with timed() as t:
+        # Before any paid or visible work: a near-duplicate of an approved image costs nothing
+        # more. (Approval checks again, atomically: a twin may be approved meanwhile.)
+        duplicate_of = near_duplicate_of(runtime, image)
+        if duplicate_of is not None:
+            reason = f"near-duplicate of {duplicate_of}"
+            log_step(f"rejected: {reason}", step="process", sub_step="dedupe", **fields)
+            return repository.transition_image(
+                image.id, ImageStatus.QC_PASSED, ImageStatus.QC_FAILED, qc_reason=reason
+            )
         try:
-            # Before any paid or visible work: a near-duplicate of an approved image costs
-            # nothing more. (Approval checks again: a twin may be approved meanwhile.)
-            phash = imaging.run_in_pool(imaging.hash_file, source, options.max_image_pixels)
-            repository.update_image(image_id, phash=format(phash, "016x"))
-            duplicate_of = near_duplicate_of(runtime, image_id, phash)
-            if duplicate_of is not None:
-                return reject_duplicate(image, duplicate_of)
-            stem = f"{safe_name(str(settings.job.label))}_{image.slot}_{image.image_index}"
-            output_dir = str(settings.job.output_dir)
             if options.remove_bg and settings.providers.background != "none":
                 prepared = imaging.run_in_pool(
                     imaging.prepare_file, source, used, options.max_image_pixels
@@ -71,33 +73,33 @@ def process_image(execution_id: int, image_id: int) -> bool:
                         processing_settings=used,
                     )
                 outcome = imaging.run_in_pool(
-                    imaging.finish_to_file, cutout, output_dir, stem, used
+                    imaging.finish_to_file, cutout, str(staged.parent), staged.stem, used, True
                 )
             else:
                 outcome = imaging.run_in_pool(
-                    imaging.finish_to_file, source, output_dir, stem, used
+                    imaging.finish_to_file, source, str(staged.parent), staged.stem, used, True
                 )
         except ImageRejected as exc:
             return fail_image(
                 image, "process", describe_error(exc), error_code(exc), processing_settings=used
             )
-    repository.update_image(
-        image_id,
-        final_image_path=str(outcome["path"]),
+    processed = repository.transition_image(
+        image.id,
+        ImageStatus.QC_PASSED,
+        ImageStatus.PROCESSED,
         width=outcome["width"],
         height=outcome["height"],
         media_type=f"image/{'jpeg' if outcome['format'] == 'jpg' else outcome['format']}",
         processing_settings=used,
     )
     log_step(
-        f"{Path(outcome['path']).name} {outcome['width']}x{outcome['height']}"
+        f"{outcome['width']}x{outcome['height']} {outcome['format']}"
         + (f" ({note})" if note else ""),
         step="process",
-        slot=image.slot,
-        image_index=image.image_index,
         duration_ms=t["ms"],
+        **fields,
     )
-    return True
+    return processed
 
 
 def _remove_background(runtime: JobRuntime, prepared: bytes) -> tuple[bytes | None, str | None]:
@@ -110,39 +112,43 @@ def _remove_background(runtime: JobRuntime, prepared: bytes) -> tuple[bytes | No
     except JobFatalError:
         raise  # the guard has stopped the job: no soft fallback for a bad key or no credits
     except ProviderError as exc:
-        if will_retry(exc):
-            raise  # a transient error: the step's retries (and Retry-After) come first
+        # The HTTP layer has already retried what was worth retrying.
         if runtime.settings.processing.remove_bg_failure_mode == "fail":
             return None, describe_error(exc)
         return prepared, f"background kept: {describe_error(exc)}"
     return result.data, result.note
 
 
-def near_duplicate_of(runtime: JobRuntime, image_id: int, phash: int) -> int | None:
-    """The id of an approved image (of the job, or the store) this one nearly duplicates."""
-    options = runtime.settings.processing
-    if options.near_duplicate_threshold <= 0:
+Judge = Callable[[list[tuple[int, str]]], int | None]
+
+
+def judge(runtime: JobRuntime, image: ImageRecord) -> Judge | None:
+    """The near-duplicate judge for `repository.approve_image`, or None when the check is off."""
+    threshold = runtime.settings.processing.near_duplicate_threshold
+    if threshold <= 0 or not image.phash:
         return None
-    scope = runtime.execution_id if options.near_duplicate_scope == "job" else None
+    phash = int(image.phash, 16)
+
+    def _judge(approved: list[tuple[int, str]]) -> int | None:
+        return find_near_duplicate(phash, [(i, int(h, 16)) for i, h in approved], threshold)
+
+    return _judge
+
+
+def duplicate_scope(runtime: JobRuntime) -> int | None:
+    """The execution near-duplicates are looked for in (None: the whole store)."""
+    scope = runtime.settings.processing.near_duplicate_scope
+    return runtime.execution_id if scope == "job" else None
+
+
+def near_duplicate_of(runtime: JobRuntime, image: ImageRecord) -> int | None:
+    """The id of an approved image (of the job, or the store) this one nearly duplicates."""
+    check = judge(runtime, image)
+    if check is None:
+        return None
     earlier = [
-        (other, int(h, 16)) for other, h in repository.approved_hashes(scope) if other != image_id
+        (other, h)
+        for other, h in repository.approved_hashes(duplicate_scope(runtime))
+        if other != image.id
     ]
-    return find_near_duplicate(phash, earlier, options.near_duplicate_threshold)
-
-
-def reject_duplicate(image: ImageRecord, duplicate_of: int) -> bool:
-    """Mark `qc_failed` as a near-duplicate; a processed file is removed, the original kept."""
-    reason = f"near-duplicate of {duplicate_of}"
-    fields: dict[str, object] = {}
-    if image.final_image_path:
-        Path(image.final_image_path).unlink(missing_ok=True)
-        fields["final_image_path"] = None
-    repository.update_image(image.id, status=ImageStatus.QC_FAILED, qc_reason=reason, **fields)
-    log_step(
-        f"rejected: {reason}",
-        step="process",
-        sub_step="dedupe",
-        slot=image.slot,
-        image_index=image.image_index,
-    )
-    return False
+    return check(earlier)

@@ -23,12 +23,16 @@ class JobProgress:
     done_slots: int = 0
 
 
-def start_progress(execution_id: int, label: str, total_slots: int) -> JobProgress:
-    """Initialisation done: 20 %."""
-    state = JobProgress(execution_id=execution_id, label=label, total_slots=total_slots)
+def start_progress(
+    execution_id: int, label: str, total_slots: int, done_slots: int = 0
+) -> JobProgress:
+    """Initialisation done: 20 % (plus the slots a resumed job had finished before)."""
+    state = JobProgress(
+        execution_id=execution_id, label=label, total_slots=total_slots, done_slots=done_slots
+    )
     try:
         artifact = create_progress_artifact(
-            progress=_percent(0, total_slots),
+            progress=_percent(done_slots, total_slots),
             key=artifact_key(label, execution_id, "progress"),
             description=f"Job {execution_id} '{label}': {total_slots} generation slots",
         )

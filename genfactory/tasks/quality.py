@@ -4,26 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from prefect import task
-
 from genfactory.providers.base import ImageInput, QCRequest
 from genfactory.statuses import ImageStatus
 from genfactory.storage import repository
-from genfactory.tasks.common import TASK_OPTIONS, log_step, scrub_errors, timed
-from genfactory.tasks.runtime import get_runtime
+from genfactory.storage.repository import ImageRecord
+from genfactory.tasks.common import log_step, timed
+from genfactory.tasks.runtime import JobRuntime
 
 
-@task(name="quality-check", **TASK_OPTIONS)
-@scrub_errors
-def quality_check(execution_id: int, image_id: int) -> bool:
-    """True when the image may go on; a rejected image becomes `qc_failed` with the reason and
-    its file stays in the temp directory."""
-    runtime = get_runtime(execution_id)
-    runtime.check()
+def check_quality(runtime: JobRuntime, image: ImageRecord) -> ImageRecord:
+    """`generated` → `qc_passed`, or `qc_failed` with the reason (its file stays in temp).
+    With QC off the image passes without a call."""
     settings = runtime.settings
     if not settings.qc.run_quality_check:
-        return True
-    image = repository.get_image(image_id)
+        return repository.transition_image(image.id, ImageStatus.GENERATED, ImageStatus.QC_PASSED)
     data = Path(str(image.temp_image_path)).read_bytes()
     request = QCRequest(
         image=ImageInput(data=data, media_type=image.media_type or "application/octet-stream"),
@@ -31,24 +25,20 @@ def quality_check(execution_id: int, image_id: int) -> bool:
         aspect_ratio=image.aspect_ratio,
     )
     provider = runtime.provider("qc")
+    metadata = None
     with runtime.guard(), timed() as t:
         if settings.metadata.combined_with_qc and hasattr(provider, "check_and_describe"):
             verdict, metadata = provider.check_and_describe(request, image.keyword or "")
-            if metadata is not None and verdict.passed:
-                repository.update_image(image_id, image_metadata=metadata.as_dict())
         else:
             verdict = provider.check(request)
+    fields = {"image_index": image.image_index, "slot": image.slot, "duration_ms": t["ms"]}
     if verdict.passed:
-        log_step(
-            "passed", step="qc", slot=image.slot, image_index=image.image_index, duration_ms=t["ms"]
+        log_step("passed", step="qc", **fields)
+        extra = {"image_metadata": metadata.as_dict()} if metadata is not None else {}
+        return repository.transition_image(
+            image.id, ImageStatus.GENERATED, ImageStatus.QC_PASSED, **extra
         )
-        return True
-    repository.update_image(image_id, status=ImageStatus.QC_FAILED, qc_reason=verdict.reason)
-    log_step(
-        f"rejected: {verdict.reason}",
-        step="qc",
-        slot=image.slot,
-        image_index=image.image_index,
-        duration_ms=t["ms"],
+    log_step(f"rejected: {verdict.reason}", step="qc", **fields)
+    return repository.transition_image(
+        image.id, ImageStatus.GENERATED, ImageStatus.QC_FAILED, qc_reason=verdict.reason
     )
-    return False

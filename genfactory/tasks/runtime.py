@@ -1,8 +1,11 @@
 """Per-execution runtime objects shared by the tasks of one job in this process.
 
-Providers hold HTTP clients and usage counters; building them once per job (not per task)
-keeps connections pooled. The runtime is rebuilt from the store's settings snapshot when a task
-runs in a process that has not seen the job yet (another worker, a resume).
+Providers hold HTTP clients; building them once per job (not per task) keeps connections
+pooled. What other processes must see lives in the store, not here: the stop request (mirrored
+into `stop_reason` by `engine.control.JobControl`), the usage counters (this runtime only keeps
+what it has not yet added to the store) and the near-duplicate approval lock
+(`repository.approve_image`). The runtime is rebuilt from the store's settings snapshot when a
+task runs in a process that has not seen the job yet (another worker, a resume).
 """
 
 from __future__ import annotations
@@ -33,11 +36,14 @@ class JobRuntime:
     context: ProviderContext
     _providers: dict[str, Any] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    #: Serialises the near-duplicate check so two similar images cannot both pass at once.
-    dedupe_lock: threading.Lock = field(default_factory=threading.Lock)
-    #: Set when the job must stop before spending more (bad key, no credits, user stop).
+    #: Why the job must not start more work (bad key, no credits, a stop request), or None.
     stop_reason: str | None = None
+    #: True when the stop came from the user (jobs stop, Ctrl-C, UI cancel): the job ends
+    #: `cancelled` and can be resumed; otherwise (a fatal provider error) it ends `failed`.
+    stop_by_user: bool = False
     log_handler: logging.Handler | None = None
+    _flushed: dict[str, dict[str, float]] = field(default_factory=dict)
+    _flush_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def provider(self, role: str) -> Any:
         """The job's provider for `role`, built on first use."""
@@ -46,9 +52,10 @@ class JobRuntime:
                 self._providers[role] = build_provider(role, self.context)
             return self._providers[role]
 
-    def stop(self, reason: str) -> None:
+    def stop(self, reason: str, *, by_user: bool = False) -> None:
         if self.stop_reason is None:
             self.stop_reason = reason
+            self.stop_by_user = by_user
 
     def check(self) -> None:
         """Raise JobStopped once the job must not start more work."""
@@ -64,6 +71,22 @@ class JobRuntime:
         except JobFatalError as exc:
             self.stop(describe_error(exc))
             raise
+
+    def flush_usage(self) -> None:
+        """Add what the providers counted since the last flush to the store's counters."""
+        with self._flush_lock:
+            now = self.context.usage.snapshot()
+            delta: dict[str, dict[str, float]] = {}
+            for service, values in now.items():
+                before = self._flushed.get(service, {})
+                changed = {
+                    k: v - before.get(k, 0) for k, v in values.items() if v != before.get(k, 0)
+                }
+                if changed:
+                    delta[service] = changed
+            if delta:
+                repository.add_usage(self.execution_id, delta)
+                self._flushed = now
 
     def close(self) -> None:
         with self._lock:
@@ -113,9 +136,11 @@ def peek_runtime(execution_id: int) -> JobRuntime | None:
 
 
 def release_runtime(execution_id: int) -> JobRuntime | None:
-    """Close the execution's providers and forget its runtime."""
+    """Add the last usage to the store, close the providers and forget the runtime."""
     with _registry_lock:
         runtime = _runtimes.pop(execution_id, None)
     if runtime is not None:
+        with contextlib.suppress(Exception):
+            runtime.flush_usage()
         runtime.close()
     return runtime

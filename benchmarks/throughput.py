@@ -1,0 +1,341 @@
+"""Job engine throughput against fake services of known latency (issue: the job engine).
+
+Runs one real job (`generate_job`) in this process: PiAPI-style generation (4 images per
+slot), vision QC, remove.bg and vision metadata, each answered by the project's fake services
+in a subprocess (so their CPU is not counted as ours) after a fixed latency. Prints:
+
+- wall time (the whole command, Prefect start included) and flow-run time (the job's own
+  started_at → completed_at in the store);
+- the ideal: ceil(S / C) × the critical path of one slot (generation + per image QC,
+  background removal and metadata, one after another), and `ratio to ideal`;
+- images/s, orchestration CPU per image (this process's CPU; image work runs in the pool),
+  peak RSS, store errors and lost slots (slots or images left in no final state, or planned
+  images missing).
+
+Usage:
+    .venv/bin/python benchmarks/throughput.py --slots 100 --concurrency 16 --api server
+    .venv/bin/python benchmarks/throughput.py --offline --slots 100
+
+`--api ephemeral` lets Prefect start its ephemeral API in this process; `server` starts
+`prefect server start` on loopback (SQLite); `postgres` the same with its database on the local
+PostgreSQL (postgresql://postgres@127.0.0.1:5432, a new database per run); `url` uses the
+server in PREFECT_API_URL as it is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+FAKE_SCRIPT = """
+import sys, time
+from tests.fakes.server import FakeServices
+port, polls, long_side = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+fake = FakeServices(port=port, polls_until_done=polls, image_long_side=long_side).start()
+fake.qc_reject_words = ()
+for service, seconds in (("openai", float(sys.argv[4])), ("removebg", float(sys.argv[5]))):
+    if seconds:
+        fake.set_latency(service, seconds)
+print("ready", flush=True)
+while True:
+    time.sleep(3600)
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as answer:
+                if answer.status < 500:
+                    return
+        except Exception:
+            time.sleep(0.3)
+    raise SystemExit(f"{url} did not answer within {timeout:.0f} s")
+
+
+def start_prefect_server(kind: str, workdir: Path) -> tuple[subprocess.Popen[bytes], str, str]:
+    port = free_port()
+    env = {**os.environ, "PREFECT_HOME": str(workdir / "prefect-home")}
+    env.pop("PREFECT_API_URL", None)
+    database = ""
+    if kind == "postgres":
+        database = f"gf_bench_{uuid.uuid4().hex[:8]}"
+        subprocess.run(
+            ["psql", "-h", "127.0.0.1", "-U", "postgres", "-c", f'CREATE DATABASE "{database}"'],
+            check=True,
+            capture_output=True,
+        )
+        env["PREFECT_API_DATABASE_CONNECTION_URL"] = (
+            f"postgresql+asyncpg://postgres@127.0.0.1:5432/{database}"
+        )
+    log = open(workdir / "prefect-server.log", "wb")  # noqa: SIM115 - lives as long as the server
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "prefect",
+            "server",
+            "start",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-ui",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}/api"
+    wait_http(f"{url}/health", 120)
+    return server, url, database
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--slots", type=int, default=32)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument(
+        "--api", choices=["ephemeral", "server", "postgres", "url"], default="server"
+    )
+    parser.add_argument("--generation-seconds", type=float, default=3.0)
+    parser.add_argument("--poll-interval", type=float, default=0.25)
+    parser.add_argument("--qc-seconds", type=float, default=0.4, help="vision QC and metadata")
+    parser.add_argument("--bg-seconds", type=float, default=0.4)
+    parser.add_argument("--long-side", type=int, default=512, help="fake image long side")
+    parser.add_argument("--offline", action="store_true", help="local engines, 1 image per slot")
+    parser.add_argument("--store", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
+    args = parser.parse_args()
+
+    started = time.perf_counter()
+    workdir = Path(tempfile.mkdtemp(prefix="gf-throughput-"))
+    os.environ["GENFACTORY_DATA_DIR"] = str(workdir / "data")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ["PREFECT_HOME"] = str(workdir / "prefect-home")
+    store_db = ""
+    if args.store == "postgres":
+        store_db = f"gf_store_{uuid.uuid4().hex[:8]}"
+        subprocess.run(
+            ["psql", "-h", "127.0.0.1", "-U", "postgres", "-c", f'CREATE DATABASE "{store_db}"'],
+            check=True,
+            capture_output=True,
+        )
+        os.environ["GENFACTORY_DATABASE_URL"] = (
+            f"postgresql+psycopg://postgres@127.0.0.1:5432/{store_db}"
+        )
+    else:
+        os.environ["GENFACTORY_DATABASE_URL"] = f"sqlite:///{workdir / 'data' / 'store.sqlite3'}"
+
+    server = fake = None
+    prefect_db = ""
+    try:
+        if args.api in ("server", "postgres"):
+            server, api_url, prefect_db = start_prefect_server(args.api, workdir)
+            os.environ["PREFECT_API_URL"] = api_url
+        elif args.api == "ephemeral":
+            os.environ.pop("PREFECT_API_URL", None)
+            os.environ["GENFACTORY_PREFECT_SERVER"] = "ephemeral"
+
+        keywords = workdir / "keywords.txt"
+        keywords.write_text("\n".join(f"subject number {i}" for i in range(50)) + "\n")
+        settings_data: dict[str, Any] = {
+            "job": {
+                "keywords_file": str(keywords),
+                "count": args.slots,
+                "max_concurrency": args.concurrency,
+                "label": "throughput",
+                "seed": 1,
+            },
+        }
+        polls = 1
+        if args.offline:
+            settings_data["generation"] = {"variations": 1, "local_long_side": args.long_side}
+            images_per_slot = 1
+            critical = 0.0
+        else:
+            polls = max(1, round(args.generation_seconds / args.poll_interval) + 1)
+            port = free_port()
+            fake = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-c",
+                    FAKE_SCRIPT,
+                    str(port),
+                    str(polls),
+                    str(args.long_side),
+                    str(args.qc_seconds),
+                    str(args.bg_seconds),
+                ],
+                cwd=ROOT,
+                stdout=subprocess.PIPE,
+                start_new_session=True,
+            )
+            assert fake.stdout is not None
+            fake.stdout.readline()
+            base = f"http://127.0.0.1:{port}"
+            os.environ.update(
+                {
+                    "PIAPI_BASE_URL": f"{base}/piapi",
+                    "OPENAI_BASE_URL": f"{base}/openai/v1",
+                    "REMOVE_BG_BASE_URL": f"{base}/removebg",
+                }
+            )
+            from tests.fakes.server import DEFAULT_KEYS
+
+            os.environ["PIAPI_API_KEY"] = str(DEFAULT_KEYS["piapi"])
+            os.environ["OPENAI_API_KEY"] = str(DEFAULT_KEYS["openai"])
+            os.environ["REMOVE_BG_API_KEY"] = str(DEFAULT_KEYS["removebg"])
+            cap = max(args.concurrency, 4)
+            settings_data.update(
+                {
+                    "providers": {
+                        "image": "piapi",
+                        "qc": "openai",
+                        "metadata": "openai",
+                        "background": "removebg",
+                    },
+                    "processing": {"remove_bg": True},
+                    "piapi": {"base_url": f"{base}/piapi"},
+                    "openai": {"base_url": f"{base}/openai/v1"},
+                    "removebg": {"base_url": f"{base}/removebg"},
+                    "generation": {
+                        "polling_interval_seconds": args.poll_interval,
+                        "http_timeout_seconds": 30,
+                    },
+                    "concurrency": {
+                        "piapi": min(cap, 64),
+                        "openai": min(2 * cap, 64),
+                        "removebg": min(cap, 64),
+                    },
+                }
+            )
+            images_per_slot = 4
+            generation = (polls - 1) * args.poll_interval
+            critical = generation + images_per_slot * (2 * args.qc_seconds + args.bg_seconds)
+
+        from genfactory.config import Settings
+        from genfactory.flows import generate_job
+        from genfactory.storage import repository
+        from genfactory.tasks.initialize import prepare
+
+        settings, _ = prepare(Settings.model_validate(settings_data))
+        cpu_before = resource.getrusage(resource.RUSAGE_SELF)
+        flow_started = time.perf_counter()
+        state = generate_job(settings, return_state=True)
+        flow_wall = time.perf_counter() - flow_started
+        cpu_after = resource.getrusage(resource.RUSAGE_SELF)
+        summary = state.result() if state.is_completed() else {}
+        executions = repository.list_executions(limit=1)
+        execution = executions[0]
+        flow_time = (
+            (execution.completed_at - execution.started_at).total_seconds()
+            if execution.completed_at and execution.started_at
+            else flow_wall
+        )
+        slots = repository.list_slots(execution.id)
+        images = repository.list_images(execution_id=execution.id)
+        final_images = {"approved", "qc_failed", "failed", "retry_failed"}
+        lost_slots = sum(1 for s in slots if s.status not in ("generated", "failed"))
+        lost_slots += max(0, args.slots - len(slots))
+        unfinished = sum(1 for i in images if i.status not in final_images)
+        missing = sum(1 for s in slots if s.status == "generated") * images_per_slot - len(images)
+        store_errors = sum(
+            1
+            for row in [*slots, *images]
+            if row.error and ("database" in row.error.lower() or "OperationalError" in row.error)
+        )
+        cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (
+            cpu_after.ru_stime - cpu_before.ru_stime
+        )
+        n_images = max(1, len(images))
+        ideal = math.ceil(args.slots / args.concurrency) * critical if critical else 0.0
+        figures = {
+            "slots": args.slots,
+            "concurrency": args.concurrency,
+            "api": args.api,
+            "store": args.store,
+            "status": str(execution.status),
+            "images": len(images),
+            "approved": sum(1 for i in images if i.status == "approved"),
+            "wall_seconds": round(time.perf_counter() - started, 2),
+            "flow_run_seconds": round(flow_time, 2),
+            "ideal_seconds": round(ideal, 2),
+            "ratio_to_ideal": round(flow_time / ideal, 3) if ideal else None,
+            "images_per_second": round(len(images) / flow_time, 2) if flow_time else None,
+            "orchestration_cpu_ms_per_image": round(cpu / n_images * 1000, 1),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "store_errors": store_errors,
+            "lost_slots": lost_slots,
+            "unfinished_images": unfinished,
+            "missing_images": max(0, missing),
+            "failed_slots": sum(1 for s in slots if s.status == "failed"),
+            "load_average": round(os.getloadavg()[0], 2),
+        }
+        del summary
+        reasons: dict[str, int] = {}
+        for row in [*slots, *images]:
+            reason = getattr(row, "qc_reason", None) or row.error
+            if reason and row.status in ("failed", "qc_failed"):
+                reasons[reason[:100]] = reasons.get(reason[:100], 0) + 1
+        for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1])[:5]:
+            print(f"  {n} x {reason}")
+        for key, value in figures.items():
+            print(f"{key:34s} {value}")
+        if figures["ratio_to_ideal"] is not None:
+            print(f"ratio to ideal {figures['ratio_to_ideal']}")
+        if args.json:
+            print(json.dumps(figures))
+    finally:
+        for process in (fake, server):
+            if process is not None:
+                try:
+                    os.killpg(process.pid, 15)
+                    process.wait(timeout=20)
+                except Exception:
+                    pass
+        for database in (prefect_db, store_db):
+            if database:
+                subprocess.run(
+                    [
+                        "psql",
+                        "-h",
+                        "127.0.0.1",
+                        "-U",
+                        "postgres",
+                        "-c",
+                        f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)',
+                    ],
+                    capture_output=True,
+                )
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

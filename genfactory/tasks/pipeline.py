@@ -1,0 +1,148 @@
+"""The per-slot unit of a job: generate, then each image through QC → process → metadata →
+approval. Two Prefect tasks, named for the UI (`generate/<slot>`, `image/<slot>-<index>`),
+inside one `slot/<slot>` task that the flow maps over the slots.
+
+Every step reads the row's status first and does only what is left, so any of them can run
+again (a Prefect retry, a resume, `reconcile` after an orchestration failure) without a second
+provider call or a second file.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from prefect import task
+
+from genfactory.errors import GenfactoryError, JobFatalError, JobStopped
+from genfactory.statuses import FINAL_IMAGE_STATUSES, ImageStatus
+from genfactory.storage import repository
+from genfactory.storage.repository import TransitionError
+from genfactory.tasks.common import (
+    ENGINE_TASK_OPTIONS,
+    TASK_OPTIONS,
+    describe_error,
+    error_code,
+    fail_image,
+    log_step,
+    scrub_errors,
+)
+from genfactory.tasks.generate import generate_slot
+from genfactory.tasks.metadata import approve, describe
+from genfactory.tasks.process import process
+from genfactory.tasks.quality import check_quality
+from genfactory.tasks.runtime import get_runtime
+
+logger = logging.getLogger("genfactory.pipeline")
+
+
+@task(name="image", task_run_name="image/{slot}-{index}", **ENGINE_TASK_OPTIONS)
+@scrub_errors
+def run_image(execution_id: int, image_id: int, slot: int, index: int) -> str:
+    """Carry one image as far as it goes; returns its status. A step that fails for good
+    marks the image `failed` with the reason; the job goes on."""
+    runtime = get_runtime(execution_id)
+    image = repository.get_image(image_id)
+    if image.status in FINAL_IMAGE_STATUSES:
+        return str(image.status)
+    runtime.check()  # a stopping job starts no new image; one already started finishes
+    step = "qc"
+    try:
+        if image.status == ImageStatus.GENERATED:
+            image = check_quality(runtime, image)
+        step = "process"
+        if image.status == ImageStatus.QC_PASSED:
+            image = process(runtime, image)
+        step = "metadata"
+        if image.status == ImageStatus.PROCESSED:
+            image = describe(runtime, image)
+            step = "approve"
+            image = approve(runtime, image)
+    except (JobStopped, JobFatalError, TransitionError):
+        raise
+    except GenfactoryError as exc:
+        image = fail_image(
+            repository.get_image(image_id),
+            step,
+            f"{step}: {describe_error(exc)}",
+            error_code(exc),
+            level=logging.ERROR,
+        )
+    return str(image.status)
+
+
+def carry_slot(execution_id: int, slot_id: int, slot: int, *, direct: bool = False) -> str:
+    """Generate slot `slot` and carry its images; returns how it ended: done, failed (the
+    generation failed for good), stopped (the job is stopping) or lost (orchestration kept
+    failing; the rows say what is left). With `direct`, the steps run without Prefect."""
+    generate = generate_slot.fn if direct else generate_slot
+    image_task: Any = run_image.fn if direct else run_image
+    try:
+        image_ids = generate(execution_id, slot_id, slot)
+    except JobStopped:
+        return "stopped"
+    except Exception as exc:
+        if repository.get_slot(slot_id).status == "failed":
+            return "failed"
+        logger.warning("slot %s: %s", slot, describe_error(exc))
+        return "lost"
+    outcome = "done"
+    for image_id in image_ids:
+        image = repository.get_image(image_id)
+        try:
+            image_task(execution_id, image_id, image.slot, image.image_index)
+        except (JobStopped, JobFatalError):
+            return "stopped"
+        except Exception as exc:
+            outcome = _after_image_error(image_id, exc) or outcome
+    return outcome
+
+
+def _after_image_error(image_id: int, exc: BaseException) -> str | None:
+    """An image's task failed past its retries: a step error fails the image; an
+    orchestration failure leaves it for `reconcile`."""
+    image = repository.get_image(image_id)
+    if image.status in FINAL_IMAGE_STATUSES:
+        return None
+    if isinstance(exc, GenfactoryError | OSError | ValueError | TransitionError):
+        fail_image(
+            image, "image", f"image: {describe_error(exc)}", error_code(exc), level=logging.ERROR
+        )
+        return None
+    logger.warning("image %s: %s", image_id, describe_error(exc))
+    return "lost"
+
+
+@task(name="slot", task_run_name="slot/{slot}", **TASK_OPTIONS)
+def run_slot(execution_id: int, slot_id: int, slot: int) -> str:
+    """The mapped unit of a job: one slot, generated and carried to the end."""
+    return carry_slot(execution_id, slot_id, slot)
+
+
+def reconcile(execution_id: int) -> int:
+    """After the fan-out: run again, without Prefect, every slot and image the orchestration
+    lost (a task that could not start or report), unless the job is stopping. Returns how many
+    slots it carried."""
+    runtime = get_runtime(execution_id)
+    if runtime.stop_reason:
+        return 0
+    carried = 0
+    for record in repository.open_slots(execution_id):
+        carry_slot(execution_id, record.id, record.slot, direct=True)
+        carried += 1
+    for image in repository.open_images(execution_id):
+        if runtime.stop_reason:
+            break
+        try:
+            run_image.fn(execution_id, image.id, image.slot, image.image_index)
+        except (JobStopped, JobFatalError):
+            break
+        except Exception as exc:
+            _after_image_error(image.id, exc)
+    if carried:
+        log_step(
+            f"{carried} slots lost by the orchestration were run again",
+            step="reconcile",
+            level=logging.WARNING,
+        )
+    return carried
