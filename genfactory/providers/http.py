@@ -510,7 +510,10 @@ class ServiceClient:
         )
 
     def _ambiguous(self, error: ProviderError) -> AmbiguousCreate:
-        """A failed paid create that the service may have accepted: never sent again."""
+        """A failed paid create that the service may have accepted: never sent again.
+
+        Counted as `ambiguous_creates`, which cost estimates treat as charged."""
+        self._usage.add(self.service, ambiguous_creates=1)
         what = str(error).split("; retrying usually helps")[0].split("; this is usually")[0]
         return AmbiguousCreate(
             f"{what}, after the request was sent: {self.label} may have created the task and "

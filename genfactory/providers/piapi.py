@@ -194,6 +194,7 @@ class PiAPIMidjourney(ServiceProvider):
                 raw=self.http.scrub(str(answer)[:RAW_LIMIT]),
             )
         log.info("PiAPI task %s created", task_id)
+        self.ctx.usage.add("piapi", tasks=1)
         if request.on_task_created is not None:
             request.on_task_created(task_id)
         return task_id
