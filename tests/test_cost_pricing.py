@@ -18,7 +18,7 @@ from tests.fakes.server import FakeServices
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 runner = CliRunner()
 
-REMOTE = {
+REMOTE: dict[str, dict[str, object]] = {
     "providers": {
         "prompt": "openai",
         "image": "piapi",

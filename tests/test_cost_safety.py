@@ -80,7 +80,7 @@ def image() -> ImageInput:
 # 1. Paid creates at most once
 
 
-CREATES = {
+CREATES: dict[type, tuple[str, str, str]] = {
     PiAPIMidjourney: ("piapi", "/api/v1/task", "POST"),
     RunwareImages: ("runware", "", "POST"),
     OpenAIImages: ("openai", "/images/generations", "POST"),
