@@ -271,6 +271,11 @@ def _print_summary(summary: dict[str, Any]) -> None:
     )
     console.print(f"Store: {describe_url(database_url())}", highlight=False, soft_wrap=True)
     console.print(f"Log: {summary['log_path']}", highlight=False, soft_wrap=True)
+    execution = repository.get_execution(summary["execution_id"])
+    costs = _cost_rows(execution.settings_snapshot, execution.usage or {})
+    if len(costs) > 1:
+        shown = ", ".join(f"{name.removeprefix('cost ')} {value}" for name, value in costs)
+        console.print(f"Cost: {shown}", highlight=False, soft_wrap=True)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -183,7 +183,7 @@ def test_piapi_sends_the_task_polls_and_downloads_four_sniffed_images(
     downloads = fake_services.requests("cdn")
     assert len(downloads) == 4
     assert all("x-api-key" not in r.headers and "authorization" not in r.headers for r in downloads)
-    assert provider.ctx.usage.snapshot()["piapi"] == {"calls": 3, "downloads": 4}
+    assert provider.ctx.usage.snapshot()["piapi"] == {"calls": 3, "downloads": 4, "tasks": 1}
 
 
 def test_piapi_niji_version_and_process_mode(
@@ -686,7 +686,7 @@ def test_removebg_sends_50mp_verbatim_and_returns_alpha(
         assert cut.format == "PNG" and cut.mode == "RGBA"
         alpha = cut.getchannel("A")
         assert alpha.getextrema() == (0, 255)
-    assert provider.ctx.usage.snapshot()["removebg"] == {"calls": 1, "credits": 1.0}
+    assert provider.ctx.usage.snapshot()["removebg"] == {"calls": 1, "credits": 1.0, "images": 1}
 
 
 def test_removebg_keeps_an_image_without_foreground(

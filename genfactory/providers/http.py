@@ -21,7 +21,9 @@ Every call to an external service goes through `ServiceClient.call` (or its `req
   never while sleeping between tries;
 - counts `calls`, `retries` and `failures` per service in `ctx.usage`;
 - keeps API keys in request headers only: never in a URL, a message, a log line or `raw`
-  (error bodies are trimmed to 500 characters and every known key is masked).
+  (error bodies are trimmed to 500 characters and every known key is masked);
+- trusts no answer: every string of a JSON answer is scrubbed of every known key when it is
+  parsed, and `ServiceProvider` scrubs every role result again before it leaves a provider.
 
 Helpers shared by the remote providers live here too: media-type sniffing and size fitting.
 """
@@ -525,8 +527,10 @@ class ServiceClient:
         )
 
     def _parse_json(self, response: httpx.Response) -> Any:
+        """The JSON answer with every string scrubbed at once: a key echoed in an answer must
+        be masked before any trimming (a cut title) could leave a fragment of it."""
         try:
-            return response.json()
+            return self._scrub_json(response.json())
         except (ValueError, UnicodeDecodeError):
             raise MalformedResponse(
                 f"{self.label} answered {response.status_code} {_phrase(response.status_code)} "
@@ -536,6 +540,15 @@ class ServiceClient:
                 status_code=response.status_code,
                 raw=self.scrub(response.text[:RAW_LIMIT]),
             ) from None
+
+    def _scrub_json(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self.scrub(value)
+        if isinstance(value, dict):
+            return {key: self._scrub_json(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [self._scrub_json(item) for item in value]
+        return value
 
     def _detail(self, response: httpx.Response) -> str:
         """A service's own short explanation from a JSON error body, if it gave one."""

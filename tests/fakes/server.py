@@ -257,6 +257,7 @@ class FakeServices:
         self._faults: list[Fault] = []
         self._rate: tuple[float, tuple[str, ...], set[str], random.Random, dict[str, Any]] | None
         self._rate = None
+        self._spared: set[tuple[str, str]] = set()
         self._latency: dict[str, float] = {}
         self._tasks: dict[str, _Task] = {}
         self._cdn: dict[str, tuple[bytes, str]] = {}
@@ -379,11 +380,14 @@ class FakeServices:
         kinds: Iterable[str] = TRANSIENT_FAULTS,
         services: Iterable[str] = (*SERVICES, "cdn"),
         seed: int = 0,
+        spare: Iterable[tuple[str, str]] = (),
         **params: Any,
     ) -> None:
-        """Answer a share `rate` of requests with a random transient fault (seeded)."""
+        """Answer a share `rate` of requests with a random transient fault (seeded); requests
+        to the (service, exact path) pairs in `spare` never get one."""
         with self._lock:
             self._rate = (rate, tuple(kinds), set(services), random.Random(seed), params)
+            self._spared = set(spare)
 
     def set_latency(self, service: str, seconds: float) -> None:
         """Every answer of `service` waits `seconds` first (0 turns it off)."""
@@ -421,7 +425,8 @@ class FakeServices:
             if self._rate is not None:
                 rate, rate_kinds, services, rng, params = self._rate
                 choices = [k for k in rate_kinds if k in wanted]
-                if service in services and choices and rng.random() < rate:
+                spared = (service, path) in self._spared
+                if service in services and choices and not spared and rng.random() < rate:
                     return Fault(service, rng.choice(choices), 1, dict(params))
         return None
 
