@@ -4,8 +4,12 @@ Works with api.openai.com and with local OpenAI-compatible servers (Ollama, LM S
 OPENAI_API_KEY is required only when `openai.base_url` is api.openai.com; other servers get no
 Authorization header unless a key is set (see `registry.key_required`).
 Vision calls ask for structured outputs (`response_format: json_schema`, strict), but local
-servers may ignore the schema, so every answer is validated here: an invalid answer is asked for
-again, up to `openai.max_attempts`, then reported as `MalformedResponse` with the raw text kept.
+servers may ignore the schema, so every answer is validated here. The re-ask policy
+(`_OpenAIChat.reask`) is the only one that repeats a call after a malformed answer (an unreadable
+body, no choices, an answer off the schema or the stock limits): `openai.max_attempts` calls in
+all per image and step, then `MalformedResponse` with the raw text kept. The HTTP layer retries
+only transport failures for these calls (`retry_malformed=False`). Metadata with too few
+keywords is never asked again: `metadata.too_few_keywords` pads, accepts or fails it.
 
 Images go out as base64 data URLs typed by their real bytes (SPEC §11); formats the API does
 not take (TIFF, BMP, AVIF...) are re-encoded as PNG first.
@@ -19,11 +23,12 @@ import json
 import logging
 import re
 from collections.abc import Callable
+from importlib.resources import files
 from typing import Any, TypeVar
 
 from PIL import Image
 
-from genfactory.errors import ContentRejected, ImageRejected, MalformedResponse
+from genfactory.errors import ContentRejected, ImageRejected, MalformedResponse, TooFewKeywords
 from genfactory.providers.base import (
     ImageInput,
     ImageMetadata,
@@ -66,6 +71,16 @@ TRADEMARKS = frozenset(
         "superman", "tesla", "tiktok", "xbox", "youtube",
     }
 )  # fmt: skip
+
+#: Words never used to pad a short keyword list (see `short_keywords_policy`).
+PAD_STOPWORDS = frozenset(
+    word
+    for line in (files("genfactory") / "templates" / "pad_stopwords.txt")
+    .read_text(encoding="utf-8")
+    .splitlines()
+    if not line.startswith("#")
+    for word in line.split()
+)
 
 QC_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -277,7 +292,10 @@ class _OpenAIChat(ServiceProvider):
                 "type": "json_schema",
                 "json_schema": {"name": schema_name or "answer", "strict": True, "schema": schema},
             }
-        answer = self.http.request_json("POST", "/chat/completions", json=body)
+        # Malformed bodies are the re-ask policy's business, not the HTTP layer's.
+        answer = self.http.request_json(
+            "POST", "/chat/completions", json=body, retry_malformed=False
+        )
         usage = answer.get("usage") if isinstance(answer, dict) else None
         if isinstance(usage, dict):
             self.ctx.usage.add(
@@ -311,10 +329,9 @@ class _OpenAIChat(ServiceProvider):
         accept: Callable[[dict[str, Any], bool], T],
         on_refusal: Callable[[str], T],
     ) -> T:
-        """Ask until the answer passes `schema` and `accept(answer, last_try)`."""
-        attempts = self.config.max_attempts
-        problem, raw = "", ""
-        for attempt in range(1, attempts + 1):
+        """Ask (re-asking per `reask`) until the answer passes `schema` and `accept`."""
+
+        def once(last_try: bool) -> T:
             content, refusal = self.complete(
                 messages,
                 model=self.vision_model,
@@ -324,17 +341,39 @@ class _OpenAIChat(ServiceProvider):
             )
             if refusal:
                 return on_refusal(self.http.scrub(refusal))
-            raw = content
             try:
                 parsed = parse_json_answer(content)
                 errors = schema_errors(parsed, schema)
                 if errors:
                     raise InvalidAnswer("; ".join(errors[:3]))
-                return accept(parsed, attempt == attempts)
+                return accept(parsed, last_try)
             except InvalidAnswer as exc:
-                problem = str(exc)
+                raise _Reask(str(exc), content) from None
+
+        return self.reask(
+            what,
+            once,
+            hint=f"the model {self.vision_model!r} may not support structured outputs, try "
+            "another openai.vision_model",
+        )
+
+    def reask(self, what: str, once: Callable[[bool], T], *, hint: str) -> T:
+        """The re-ask policy: `once(last_try)` up to `openai.max_attempts` calls in all.
+
+        `once` raises `_Reask` for an answer worth asking again; an unreadable body or an
+        answer without choices (`MalformedResponse` from `complete`) counts the same.
+        """
+        attempts = self.config.max_attempts
+        problem, raw = "", ""
+        for attempt in range(1, attempts + 1):
+            try:
+                return once(attempt == attempts)
+            except _Reask as exc:
+                problem, raw = exc.problem, exc.raw
+            except MalformedResponse as exc:
+                problem, raw = "an unreadable answer", exc.raw or ""
             if attempt < attempts:
-                self.ctx.usage.add("openai", retries=1)
+                self.ctx.usage.add("openai", reasks=1)
                 log.warning(
                     "OpenAI gave an invalid %s answer (%s); asking again (%d of %d)",
                     what,
@@ -344,9 +383,7 @@ class _OpenAIChat(ServiceProvider):
                 )
         self.ctx.usage.add("openai", failures=1)
         raise MalformedResponse(
-            f"OpenAI gave no valid {what} answer in {attempts} tries (last: {problem}); the "
-            f"model {self.vision_model!r} may not support structured outputs, try another "
-            "openai.vision_model",
+            f"OpenAI gave no valid {what} answer in {attempts} calls (last: {problem}); {hint}",
             service="openai",
             raw=self.http.scrub(raw[:RAW_LIMIT]),
         )
@@ -361,15 +398,50 @@ class _OpenAIChat(ServiceProvider):
         }
 
     def metadata_from(self, answer: dict[str, Any], last_try: bool) -> ImageMetadata:
+        """Normalised metadata; a short keyword list follows `metadata.too_few_keywords`
+        instead of costing another call."""
         limits = self.settings.metadata
-        return normalize_metadata(
+        metadata = normalize_metadata(
             answer,
             min_keywords=limits.min_keywords,
             max_keywords=limits.max_keywords,
-            # A short list is asked for again, but accepted on the last try: fewer keywords
-            # beat no metadata.
-            strict_count=not last_try,
+            strict_count=False,
         )
+        return short_keywords_policy(
+            metadata, limits.too_few_keywords, limits.min_keywords, limits.max_keywords
+        )
+
+
+class _Reask(Exception):
+    """An answer worth asking again: what was wrong, and the raw text for diagnosis."""
+
+    def __init__(self, problem: str, raw: str = "") -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.raw = raw
+
+
+def short_keywords_policy(
+    metadata: ImageMetadata, policy: str, min_keywords: int, max_keywords: int
+) -> ImageMetadata:
+    """`metadata.too_few_keywords`: pad (words of the title and description), accept or fail."""
+    if len(metadata.keywords) >= min_keywords or policy == "accept":
+        return metadata
+    if policy == "fail":
+        raise TooFewKeywords(
+            f"the metadata has {len(metadata.keywords)} keywords, fewer than "
+            f"metadata.min_keywords = {min_keywords}; set metadata.too_few_keywords = pad or "
+            "accept to keep such images",
+            service="openai",
+        )
+    keywords = list(metadata.keywords)
+    text = f"{metadata.title} {metadata.description}".lower()
+    for word in re.findall(r"[a-z][a-z-]{2,}", text):
+        if len(keywords) >= min(min_keywords, max_keywords):
+            break
+        if word not in keywords and word not in PAD_STOPWORDS and not _is_trademark(word):
+            keywords.append(word)
+    return ImageMetadata(metadata.title, metadata.description, keywords)
 
 
 def _number(value: Any) -> float:
@@ -388,8 +460,8 @@ class OpenAIPrompt(_OpenAIChat):
             {"role": "system", "content": request.system_prompt},
             {"role": "user", "content": request.keyword},
         ]
-        problem = ""
-        for attempt in range(1, self.config.max_attempts + 1):
+
+        def once(_last_try: bool) -> str:
             content, refusal = self.complete(
                 messages, model=self.config.model, temperature=self.config.temperature
             )
@@ -400,18 +472,11 @@ class OpenAIPrompt(_OpenAIChat):
                     service="openai",
                 )
             prompt = " ".join(content.strip().strip('"').split())
-            if prompt:
-                return prompt
-            problem = "an empty answer"
-            if attempt < self.config.max_attempts:
-                self.ctx.usage.add("openai", retries=1)
-        self.ctx.usage.add("openai", failures=1)
-        raise MalformedResponse(
-            f"OpenAI gave {problem} for the prompt of {request.keyword!r} in "
-            f"{self.config.max_attempts} tries; check openai.model",
-            service="openai",
-            raw="",
-        )
+            if not prompt:
+                raise _Reask("an empty answer")
+            return prompt
+
+        return self.reask(f"prompt ({request.keyword!r})", once, hint="check openai.model")
 
 
 class OpenAIVisionMetadata(_OpenAIChat):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from prefect import task
 
+from genfactory import pricing
 from genfactory.config import Settings
 from genfactory.errors import ImageRejected, JobStopped, MalformedResponse
 from genfactory.media import extension_for, sniff_media_type
@@ -73,6 +74,8 @@ def generate_slot(execution_id: int, slot_id: int, slot: int) -> list[int]:
         return []
     try:
         with runtime.guard():
+            if not record.provider_task_id:  # polling a recorded task costs nothing more
+                runtime.check_budget(pricing.planned_calls(settings, 1))
             prompt = record.prompt or _make_prompt(runtime, record)
             repository.transition_slot(
                 slot_id,

@@ -32,6 +32,8 @@ def describe(runtime: JobRuntime, image: ImageRecord) -> ImageRecord:
                 keyword=image.keyword or "",
             )
             with runtime.guard():
+                if settings.providers.metadata == "openai":
+                    runtime.check_budget({"openai": {"vision_calls": 1}})
                 metadata = runtime.provider("metadata").describe(request).as_dict()
             image = repository.update_image(image.id, image_metadata=metadata)
         if metadata and settings.metadata.embed:

@@ -106,6 +106,8 @@ def _remove_background(runtime: JobRuntime, prepared: bytes) -> tuple[bytes | No
     """(cutout PNG, note). Soft failure mode keeps the image; `fail` returns (None, reason)."""
     try:
         with runtime.guard():
+            if runtime.settings.providers.background == "removebg":
+                runtime.check_budget({"removebg": {"images": 1, "credits": 1}})
             result = runtime.provider("background").remove_background(
                 ImageInput(data=prepared, media_type="image/png")
             )

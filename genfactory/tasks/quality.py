@@ -27,6 +27,8 @@ def check_quality(runtime: JobRuntime, image: ImageRecord) -> ImageRecord:
     provider = runtime.provider("qc")
     metadata = None
     with runtime.guard(), timed() as t:
+        if settings.providers.qc == "openai":
+            runtime.check_budget({"openai": {"vision_calls": 1}})
         if settings.metadata.combined_with_qc and hasattr(provider, "check_and_describe"):
             verdict, metadata = provider.check_and_describe(request, image.keyword or "")
         else:
