@@ -39,6 +39,8 @@ def quality_check(execution_id: int, image_id: int) -> bool:
         else:
             verdict = provider.check(request)
     if verdict.passed:
+        if "visible text" in verdict.reason:  # qc.text_mode = report: the text read is kept
+            repository.update_image(image_id, qc_reason=verdict.reason)
         log_step(
             "passed", step="qc", slot=image.slot, image_index=image.image_index, duration_ms=t["ms"]
         )
