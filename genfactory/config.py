@@ -210,7 +210,7 @@ class GenerationSection(_Section):
 
 class ProvidersSection(_Section):
     prompt: Literal["local", "openai"] = "local"
-    image: Literal["local", "piapi", "runware", "openai", "sdwebui"] = "local"
+    image: Literal["local", "piapi", "runware", "openai", "sdwebui", "files"] = "local"
     qc: Literal["local", "openai"] = "local"
     background: Literal["local", "removebg", "none"] = "local"
     metadata: Literal["local", "openai"] = "local"

@@ -71,6 +71,7 @@ def generate_slot(execution_id: int, slot_id: int) -> list[int]:
                 seed=seed,
                 negative_prompt=settings.prompts.negative_prompt,
                 resume_task_id=slot.provider_task_id,
+                source_path=slot.variables.get("source_path"),
                 on_task_created=lambda task_id: repository.update_slot(
                     slot_id, provider_task_id=task_id
                 ),
@@ -97,6 +98,7 @@ def generate_slot(execution_id: int, slot_id: int) -> list[int]:
         result.final_prompt or prompt,
         result.images,
         settings,
+        slot.variables.get("source_stem"),
     )
     repository.update_slot(
         slot_id, status=SlotStatus.GENERATED, prompt=result.final_prompt or prompt, error=None
@@ -114,7 +116,9 @@ def _seed(base_seed: int | None, slot: int) -> int:
     """Reproducible per slot when the job has a seed, random otherwise."""
     if base_seed is None:
         return random.randrange(2**31)
-    return (base_seed * 100_003 + slot) % 2**31
+    # Providers give image i of a slot `seed + i`: slots are spaced wider than any image
+    # count (at most 20 per generation) so no two images of a job share a seed.
+    return (base_seed * 100_003 + slot * 32) % 2**31
 
 
 def _save_images(
@@ -126,6 +130,7 @@ def _save_images(
     prompt: str,
     images: list[GeneratedImage],
     settings: Settings,
+    source_stem: str | None = None,
 ) -> list[int]:
     """Write every image to temp, then record them all in one transaction: a crash leaves
     either all of a generation's rows or none (and then no file behind)."""
@@ -136,8 +141,9 @@ def _save_images(
         for index, image in enumerate(images):
             media_type = sniff_media_type(image.data) or "application/octet-stream"
             # The execution id keeps temp names apart across jobs that share a label.
+            name = f"{stem}_{index}" if source_stem is None else safe_name(source_stem)
             path = write_atomically(
-                temp_dir, f"{stem}_{index}_e{execution_id}", extension_for(media_type), image.data
+                temp_dir, f"{name}_e{execution_id}", extension_for(media_type), image.data
             )
             rows.append(
                 {

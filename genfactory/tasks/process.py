@@ -54,7 +54,9 @@ def process_image(execution_id: int, image_id: int) -> bool:
             duplicate_of = near_duplicate_of(runtime, image_id, phash)
             if duplicate_of is not None:
                 return reject_duplicate(image, duplicate_of)
-            stem = f"{safe_name(str(settings.job.label))}_{image.slot}_{image.image_index}"
+            stem = _source_stem(image) or (
+                f"{safe_name(str(settings.job.label))}_{image.slot}_{image.image_index}"
+            )
             output_dir = str(settings.job.output_dir)
             if options.remove_bg and settings.providers.background != "none":
                 prepared = imaging.run_in_pool(
@@ -98,6 +100,15 @@ def process_image(execution_id: int, image_id: int) -> bool:
         duration_ms=t["ms"],
     )
     return True
+
+
+def _source_stem(image: ImageRecord) -> str | None:
+    """The file name stem of an image that came from `job.images_dir`, else None."""
+    for slot in repository.list_slots(image.execution_id):
+        if slot.slot == image.slot:
+            stem = slot.variables.get("source_stem")
+            return str(stem) if stem else None
+    return None
 
 
 def _remove_background(runtime: JobRuntime, prepared: bytes) -> tuple[bytes | None, str | None]:
