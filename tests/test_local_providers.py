@@ -526,7 +526,17 @@ def test_metadata_respects_the_stock_limits(prompt: str, keyword: str) -> None:
     meta = describe(prompt, keyword)
     assert meta.title and len(meta.title) <= 70 and "," not in meta.title
     for word in meta.title.split():
-        assert word[0].isupper() or word in {"a", "an", "the", "of", "on", "in", "at", "with"}
+        assert word[0].isupper() or word in {
+            "a",
+            "an",
+            "the",
+            "of",
+            "on",
+            "in",
+            "at",
+            "with",
+            "and",
+        }
     assert meta.description and len(meta.description) <= 200
     assert meta.description.endswith(".")
     assert 25 <= len(meta.keywords) <= 49
