@@ -127,8 +127,8 @@ def plan_folder(folder: Path) -> tuple[list[FilePlan], list[str]]:
     return plans, skipped
 
 
-def report_skipped(lines: list[str]) -> None:
-    """One warning per skipped file, once per process (the CLI and the job both plan)."""
+def warn_once(lines: list[str]) -> None:
+    """Each line as a warning, once per process (the CLI and the job both prepare a job)."""
     for line in lines:
         if line not in _reported:
             _reported.add(line)

@@ -24,8 +24,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from genfactory.config import QualitySection, parse_aspect_ratio
+from genfactory.config import QualitySection, Settings, parse_aspect_ratio
 from genfactory.errors import BadRequest
+from genfactory.prompting import load_qc_prompt
 from genfactory.providers import local_detect
 from genfactory.providers.base import QCRequest, QCVerdict
 from genfactory.providers.registry import ProviderContext
@@ -127,6 +128,27 @@ def judge(found: dict[str, list[Any]], qc: QualitySection, passed: str) -> QCVer
     if qc.text_mode == "report":
         return QCVerdict(True, f"{passed}; visible text (reported): {read}")
     return QCVerdict(False, f"visible text: {read}")
+
+
+def start_warnings(settings: Settings) -> list[str]:
+    """What a job should be told before it starts about its QC settings; a `qc.prompt_file`
+    that cannot be read is an InputFileError here, before anything is created."""
+    qc = settings.qc
+    if qc.prompt_file is not None:
+        load_qc_prompt(qc.prompt_file)
+    if settings.providers.qc != "local" or not qc.run_quality_check:
+        return []
+    ignored = [
+        name
+        for name, value in (("qc.rules", qc.rules), ("qc.prompt_file", qc.prompt_file))
+        if value
+    ]
+    return [
+        f"{name} is ignored: the local QC follows no written rules (it checks size, aspect "
+        "ratio, blank, blur, lettering and explicit content); set providers.qc = openai "
+        "(or an OpenAI-compatible vision server) to apply them"
+        for name in ignored
+    ]
 
 
 def decode(data: bytes, max_pixels: int | None = None) -> tuple[Image.Image, tuple[int, int]]:

@@ -17,6 +17,7 @@ from genfactory.config import Credentials, Settings, parse_image_size
 from genfactory.errors import UserError
 from genfactory.logs import open_job_log, register_secrets
 from genfactory.providers.local_prompt import check_direct_template
+from genfactory.providers.local_qc import start_warnings
 from genfactory.providers.registry import check_credentials
 from genfactory.storage import repository
 from genfactory.storage.db import data_dir
@@ -73,8 +74,9 @@ def prepare(
     files = None
     if settings.job.images_dir is not None:
         files, skipped = image_folder.plan_folder(Path(settings.job.images_dir))
-        image_folder.report_skipped(skipped)
+        image_folder.warn_once(skipped)
         settings = image_folder.settings_for_files(settings, len(files))
+    image_folder.warn_once(start_warnings(settings))
     credentials = credentials or load_credentials(settings)
     register_secrets(credentials.secret_values())
     check_credentials(settings, credentials)
