@@ -6,9 +6,9 @@ from __future__ import annotations
 import io
 
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
-from genfactory.config import Settings
+from genfactory.config import Settings, load_settings
 from genfactory.prompting import fill_template, size_for
 from genfactory.providers.base import ImageInput, ImageMetadata, MetadataRequest
 from genfactory.providers.local_image import render_png
@@ -111,3 +111,17 @@ def test_titles_differ_where_the_images_differ() -> None:
             )
     assert len(titles) >= 6, titles
     assert all(t.startswith("Lemon") for t in titles)
+
+
+def test_a_typography_job_gets_its_lettering_as_keywords() -> None:
+    image = Image.new("RGB", (640, 400), (250, 240, 220))
+    font = ImageFont.load_default(size=72)
+    ImageDraw.Draw(image).text((60, 150), "SUMMER SALE", font=font, fill=(200, 40, 40))
+    settings = load_settings(overrides={"qc.text_mode": "report"}, environ={})
+    meta = LocalMetadata(ProviderContext(settings=settings)).describe(
+        MetadataRequest(ImageInput(png(image), "image/png"), "summer sale poster", "summer sale")
+    )
+    assert {"text", "lettering", "typography", "summer", "sale"} <= set(meta.keywords)
+    # Without report mode (text fails QC there) no OCR runs for metadata.
+    plain = describe("summer sale", "summer sale poster", png(image))
+    assert "typography" not in plain.keywords

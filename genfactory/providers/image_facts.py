@@ -35,6 +35,8 @@ class ImageFacts:
     background: str | None = None
     #: Few distinct colours: a flat illustration or graphic, not a photograph.
     flat: bool = False
+    #: Lines of visible text read by OCR (filled only where lettering is wanted).
+    text: list[str] = field(default_factory=list)
 
     @property
     def orientation(self) -> str:

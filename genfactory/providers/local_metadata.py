@@ -15,10 +15,12 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from genfactory.errors import BadRequest
+from genfactory.providers import local_detect
 from genfactory.providers.base import ImageMetadata, MetadataRequest
 from genfactory.providers.image_facts import ImageFacts, measure
 from genfactory.providers.registry import ProviderContext
@@ -91,6 +93,14 @@ class LocalMetadata:
                 "cannot describe an image without a prompt or keyword", service="local"
             )
         facts = measure(request.image.data, COLOR_NAMES)
+        qc = self.ctx.settings.qc
+        if facts is not None and qc.text_check and qc.text_mode == "report":
+            # A typography job keeps its lettering: the text is a fact of the picture.
+            found = self.ctx.run_heavy(local_detect.inspect, request.image.data, True, False)
+            lines = local_detect.visible_text(
+                found["text"], min_height=qc.text_min_height, min_confidence=qc.text_min_confidence
+            )
+            facts = replace(facts, text=[line.text for line in lines])
         return ImageMetadata(
             title=make_title(prompt, keyword, facts),
             description=make_description(prompt, keyword, facts),
@@ -321,6 +331,9 @@ def _fact_keywords(facts: ImageFacts | None) -> list[str]:
     if facts is None:
         return []
     words = list(facts.colors)
+    if facts.text:
+        words += ["text", "lettering", "typography"]
+        words += [w for line in facts.text for w in _content_words(line)]
     if facts.background:
         words += ["isolated", "plain background", "copy space"]
         if facts.background in ("white", "transparent"):
