@@ -133,3 +133,24 @@ def test_keyword_from_stem_drops_counters_and_camera_names() -> None:
     assert keyword_from_stem("red_fox-0012") == "red fox"
     assert keyword_from_stem("IMG_2041") == "image"
     assert keyword_from_stem("GoldenRetrieverPuppy") == "golden retriever puppy"
+
+
+def test_cli_images_option_errors_are_one_sentence_and_exit_2(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from genfactory.cli import app
+
+    out = tmp_path / "out"
+    template = tmp_path / "mj.txt"
+    template.write_text("You are a Midjourney prompt engineer. Guidelines: ${keyword}, vivid.")
+    keywords = Path(__file__).resolve().parent.parent / "examples" / "keywords.txt"
+    cases = [
+        (["--images", str(tmp_path / "nope")], "does not exist"),
+        (["--keywords", str(keywords), "--set", f"prompts.template={template}"], "direct template"),
+    ]
+    for args, fragment in cases:
+        result = CliRunner().invoke(app, ["run", *args, "--output-dir", str(out)])
+        assert result.exit_code == 2, result.output
+        assert result.output.strip().startswith("error:") and fragment in result.output
+        assert "Traceback" not in result.output
+    assert not out.exists() and repository.list_executions() == []
