@@ -56,9 +56,23 @@ class Detection:
     score: float
 
 
+class DetectorUnavailable(RuntimeError):
+    """A detector's package or its native libraries cannot be loaded on this machine."""
+
+
+def _unavailable(what: str, setting: str, exc: BaseException) -> DetectorUnavailable:
+    return DetectorUnavailable(
+        f"the offline {what} check cannot load ({type(exc).__name__}: {exc}); reinstall "
+        f"genfactory's dependencies (pip install -e .) or set {setting} = false"
+    )
+
+
 @functools.cache
 def _ocr() -> Any:
-    from rapidocr_onnxruntime import RapidOCR  # imported late: 0.5 s, only where it runs
+    try:
+        from rapidocr_onnxruntime import RapidOCR  # imported late: 0.5 s, only where it runs
+    except (ImportError, OSError) as exc:
+        raise _unavailable("text", "qc.text_check", exc) from None
 
     return RapidOCR(
         det_limit_side_len=OCR_LONG_SIDE,
@@ -70,8 +84,11 @@ def _ocr() -> Any:
 
 @functools.cache
 def _nudenet() -> Any:
-    import nudenet
-    import onnxruntime
+    try:
+        import nudenet
+        import onnxruntime
+    except (ImportError, OSError) as exc:
+        raise _unavailable("explicit-content", "qc.nsfw_check", exc) from None
 
     detector = nudenet.NudeDetector()
     # NudeDetector builds its session with every core; rebuild it with one thread.
