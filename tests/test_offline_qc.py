@@ -211,3 +211,23 @@ def test_an_instruction_template_stops_a_local_prompt_job_before_it_starts(
     template.write_text("A ${keyword} in the snow. Soft light. Wide shot.")
     _resolved, slots = prepare(load_settings(overrides=values, environ={}))
     assert slots[0]["system_prompt"] == "A red fox in the snow. Soft light. Wide shot."
+
+
+@pytest.mark.parametrize(
+    ("template", "instructs"),
+    [
+        ("You are a professional Midjourney prompt engineer.", True),
+        ("Your task: describe ${keyword}.", True),
+        ("${keyword}\nGuidelines:\n- vivid", True),
+        ("Use these elements to craft your prompt: ${keyword}", True),
+        ("Write one prompt for this subject: ${keyword}", True),
+        ("Create a detailed and visually stunning image of a ${keyword}", False),
+        ("${keyword}. This is a test for Midjourney.", False),
+        ("${keyword}, watercolor, no text, no logos", False),
+        ("A portrait of a young woman, you can see her smile", False),
+    ],
+)
+def test_instruction_templates_are_told_from_direct_ones(template: str, instructs: bool) -> None:
+    from genfactory.providers.local_prompt import instruction_sentence
+
+    assert (instruction_sentence(template) is not None) == instructs

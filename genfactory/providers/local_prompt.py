@@ -21,8 +21,7 @@ from genfactory.providers.registry import ProviderContext
 _INSTRUCTION = re.compile(
     r"^(?:you\s+are\b|you're\b|you\s+will\b|you\s+must\b|your\s+(?:task|job|goal|role|"
     r"mission|output|answer|response)\b|act\s+as\b|"
-    r"(?:guidelines|instructions|rules|requirements|constraints|output\s+format|steps|"
-    r"format)\s*:|"
+    r"(?:guidelines|instructions|rules|requirements|constraints|output\s+format)\s*:|"
     r"use\s+(?:these|the\s+following)\s+(?:\w+\s+)?(?:elements|details|keywords|words|ideas)\b|"
     r"(?:write|generate|create|craft|compose|produce|give\s+me)\s+(?:a|an|one|\d+|the)\s+"
     r"(?:\w+\s+){0,3}prompts?\b|"
