@@ -232,14 +232,13 @@ def _composition(facts: ImageFacts | None) -> str:
 
 
 def _tones(facts: ImageFacts | None) -> str:
-    colors = [c for c in (facts.colors if facts else []) if c != facts_background(facts)]
+    """'in Orange and Green Tones': the main colours other than a plain background's."""
+    if facts is None:
+        return ""
+    colors = [c for c in facts.colors if c != facts.background]
     if not colors:
         return ""
     return "in " + " and ".join(c.title() for c in colors[:2]) + " Tones"
-
-
-def facts_background(facts: ImageFacts | None) -> str | None:
-    return facts.background if facts else None
 
 
 # ---------------------------------------------------------------------------------------------
