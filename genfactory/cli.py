@@ -82,6 +82,10 @@ def run(
         Path | None, typer.Option("--output-dir", "-o", help="Where approved files go.")
     ] = None,
     label: Annotated[str | None, typer.Option("--label", "-l", help="Job label.")] = None,
+    images: Annotated[
+        Path | None,
+        typer.Option("--images", help="Use the image files in DIR instead of generating."),
+    ] = None,
     set_: Annotated[
         list[str] | None,
         typer.Option("--set", "-s", help="Any setting by dotted name: section.name=value."),
@@ -111,6 +115,7 @@ def run(
         ("job.output_dir", output_dir),
         ("job.label", label),
         ("job.max_cost", max_cost),
+        ("job.images_dir", images),
     ):
         if value is not None:
             overrides[key] = str(value) if isinstance(value, Path) else value

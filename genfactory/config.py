@@ -157,6 +157,9 @@ class JobSection(_Section):
         description="Budget in USD: the job stops before a paid call that would go past it "
         "(estimated from [pricing]); unset = no budget. CLI --max-cost.",
     )
+    images_dir: Path | None = Field(
+        None, description="Use the image files in this folder instead of generating (read only)."
+    )
 
 
 class PromptSection(_Section):
@@ -233,7 +236,7 @@ class GenerationSection(_Section):
 
 class ProvidersSection(_Section):
     prompt: Literal["local", "openai"] = "local"
-    image: Literal["local", "piapi", "runware", "openai", "sdwebui"] = "local"
+    image: Literal["local", "piapi", "runware", "openai", "sdwebui", "files"] = "local"
     qc: Literal["local", "openai"] = "local"
     background: Literal["local", "removebg", "none"] = "local"
     metadata: Literal["local", "openai"] = "local"
@@ -274,6 +277,19 @@ class QualitySection(_Section):
         description="Below this edge sharpness (mean |Laplacian| of the strongest 1%) = blurred.",
     )
     rules: str | None = Field(None, description="Extra QC rules for vision providers.")
+    prompt_file: Path | None = Field(
+        None, description="Vision QC instructions replacing the built-in rules."
+    )
+    text_check: bool = Field(True, description="Local QC reads visible text (offline OCR).")
+    text_mode: Literal["reject", "report"] = Field(
+        "reject", description="reject: text fails QC; report: the text read is stored, QC goes on."
+    )
+    text_min_height: float = Field(
+        0.03, ge=0, le=1, description="Smallest lettering that counts, as a share of the height."
+    )
+    text_min_confidence: float = Field(0.8, ge=0, le=1, description="OCR confidence that counts.")
+    nsfw_check: bool = Field(True, description="Local QC rejects explicit content (NudeNet).")
+    nsfw_threshold: float = Field(0.5, ge=0, le=1, description="Detector score that rejects.")
 
 
 class MetadataSection(_Section):

@@ -41,6 +41,8 @@ class GenerationRequest:
     resume_task_id: str | None = None
     #: Called with the provider's task id as soon as the task exists (recorded for resume).
     on_task_created: Callable[[str], None] | None = field(default=None, compare=False)
+    #: An existing image file to use instead of generating (`providers.image = files`).
+    source_path: str | None = None
 
 
 @dataclass(frozen=True)

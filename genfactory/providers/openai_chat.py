@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 from PIL import Image
 
 from genfactory.errors import ContentRejected, ImageRejected, MalformedResponse, TooFewKeywords
+from genfactory.prompting import load_qc_prompt
 from genfactory.providers.base import (
     ImageInput,
     ImageMetadata,
@@ -219,7 +220,26 @@ def data_url(image: ImageInput) -> str:
     return f"data:{media_type};base64,{base64.b64encode(data).decode('ascii')}"
 
 
-def qc_instructions(extra_rules: str | None) -> str:
+#: With `qc.prompt_file` the user's instructions may ask for more than a verdict: whatever
+#: else they ask for comes back in `details` (strict schemas allow no free-form fields).
+QC_PROMPT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {**QC_SCHEMA["properties"], "details": {"type": "string"}},
+    "required": [*QC_SCHEMA["required"], "details"],
+    "additionalProperties": False,
+}
+
+
+def qc_instructions(extra_rules: str | None, prompt: str | None = None) -> str:
+    """The QC system message: the built-in rules plus `qc.rules`, or `qc.prompt_file`'s
+    instructions in their place (the answer stays passed + reason, and details)."""
+    if prompt:
+        return (
+            f"{prompt.strip()}\n\n"
+            'Answer with JSON only: {"passed": true or false, "reason": "one short sentence", '
+            '"details": "anything else these instructions ask you to report, as name: value; '
+            '... (empty when there is nothing)"}'
+        )
     rules = "\n".join(f"- {rule}" for rule in QC_RULES)
     extra = f"\nAlso reject it for:\n{extra_rules.strip()}\n" if extra_rules else ""
     return (
@@ -504,15 +524,20 @@ class OpenAIVisionMetadata(_OpenAIChat):
 class OpenAIVisionQC(_OpenAIChat):
     """`QCProvider`: passed/reason from a vision model, rules of SPEC §3 plus `qc.rules`."""
 
+    def _qc_prompt(self) -> str | None:
+        path = self.settings.qc.prompt_file
+        return load_qc_prompt(path) if path is not None else None
+
     def check(self, request: QCRequest) -> QCVerdict:
+        custom = self._qc_prompt()
         return self.structured(
             [
-                {"role": "system", "content": qc_instructions(self.settings.qc.rules)},
+                {"role": "system", "content": qc_instructions(self.settings.qc.rules, custom)},
                 self.image_message(_qc_text(request), request.image),
             ],
             what="quality check",
             schema_name="quality_check",
-            schema=QC_SCHEMA,
+            schema=QC_PROMPT_SCHEMA if custom else QC_SCHEMA,
             temperature=0.0,
             accept=lambda answer, _last: _verdict(answer),
             on_refusal=lambda text: QCVerdict(False, f"the vision model refused: {text[:200]}"),
@@ -528,7 +553,7 @@ class OpenAIVisionQC(_OpenAIChat):
         """
         limits = self.settings.metadata
         instructions = (
-            qc_instructions(self.settings.qc.rules).rsplit("\n", 1)[0]
+            qc_instructions(self.settings.qc.rules, self._qc_prompt()).rsplit("\n", 1)[0]
             + "\n\nIf it passes, also write its stock metadata.\n"
             + metadata_instructions(limits.min_keywords, limits.max_keywords).rsplit("\n", 1)[0]
             + "\nIf it does not pass, give an empty title, description and keywords.\n"
@@ -583,6 +608,14 @@ def _verdict(answer: dict[str, Any]) -> QCVerdict:
     reason = " ".join(str(answer["reason"]).split())[:500]
     if not answer["passed"] and not reason:
         raise InvalidAnswer("a failed verdict without a reason")
+    # What a custom QC prompt asked for beyond the verdict is kept with the reason (the row's
+    # QC details): `details`, and any extra field a lenient server returned.
+    known = {"passed", "reason", "details", *METADATA_SCHEMA["properties"]}
+    extras = [str(answer.get("details") or "").strip()]
+    extras += [f"{name}: {value}" for name, value in answer.items() if name not in known]
+    extra = "; ".join(" ".join(e.split()) for e in extras if e)
+    if extra:
+        reason = f"{reason} ({extra[:500]})" if reason else extra[:500]
     return QCVerdict(passed=bool(answer["passed"]), reason=reason)
 
 

@@ -51,7 +51,17 @@ _PG_APPROVAL_LOCK = 7_311_043
 
 @contextmanager
 def _session() -> Iterator[Session]:
+    """A short write transaction (BEGIN IMMEDIATE on SQLite: writers queue up front)."""
     with Session(get_engine(), expire_on_commit=False) as session, session.begin():
+        yield session
+
+
+@contextmanager
+def _reading() -> Iterator[Session]:
+    """A short read transaction: on SQLite a plain BEGIN, so readers never wait for the write
+    lock (WAL lets them read beside a writer)."""
+    engine = get_engine().execution_options(genfactory_read_only=True)
+    with Session(engine, expire_on_commit=False) as session, session.begin():
         yield session
 
 
@@ -198,19 +208,19 @@ def create_execution(
 
 
 def get_execution(execution_id: int) -> ExecutionRecord:
-    with _session() as s:
+    with _reading() as s:
         row = _get(s, JobExecution, execution_id, "job")
         return _record(ExecutionRecord, row)
 
 
 def find_execution_by_flow_run(flow_run_id: str) -> ExecutionRecord | None:
-    with _session() as s:
+    with _reading() as s:
         row = s.scalars(select(JobExecution).where(JobExecution.flow_run_id == flow_run_id)).first()
         return None if row is None else _record(ExecutionRecord, row)
 
 
 def list_executions(limit: int = 50, status: str | None = None) -> list[ExecutionRecord]:
-    with _session() as s:
+    with _reading() as s:
         query = select(JobExecution).order_by(JobExecution.id.desc()).limit(limit)
         if status:
             query = query.where(JobExecution.status == status)
@@ -219,7 +229,7 @@ def list_executions(limit: int = 50, status: str | None = None) -> list[Executio
 
 def image_counts(execution_id: int) -> dict[str, int]:
     """Images of an execution per status."""
-    with _session() as s:
+    with _reading() as s:
         rows = s.execute(
             select(GeneratedImage.status, func.count())
             .where(GeneratedImage.execution_id == execution_id)
@@ -431,13 +441,24 @@ def add_slots(execution_id: int, slots: Sequence[dict[str, Any]]) -> list[int]:
 
 
 def get_slot(slot_id: int) -> SlotRecord:
-    with _session() as s:
+    with _reading() as s:
         row = _get(s, GenerationSlot, slot_id, "slot")
         return _record(SlotRecord, row)
 
 
+def get_slot_by_number(execution_id: int, slot: int) -> SlotRecord | None:
+    """Slot number `slot` of an execution, or None."""
+    with _reading() as s:
+        row = s.scalars(
+            select(GenerationSlot).where(
+                GenerationSlot.execution_id == execution_id, GenerationSlot.slot == slot
+            )
+        ).first()
+        return None if row is None else _record(SlotRecord, row)
+
+
 def list_slots(execution_id: int) -> list[SlotRecord]:
-    with _session() as s:
+    with _reading() as s:
         rows = s.scalars(
             select(GenerationSlot)
             .where(GenerationSlot.execution_id == execution_id)
@@ -479,7 +500,7 @@ def transition_slot(
 
 def open_slots(execution_id: int) -> list[SlotRecord]:
     """Slots of an execution not yet generated or failed, in slot order."""
-    with _session() as s:
+    with _reading() as s:
         rows = s.scalars(
             select(GenerationSlot)
             .where(
@@ -493,7 +514,7 @@ def open_slots(execution_id: int) -> list[SlotRecord]:
 
 def slot_counts(execution_id: int) -> dict[str, int]:
     """Slots of an execution per status."""
-    with _session() as s:
+    with _reading() as s:
         rows = s.execute(
             select(GenerationSlot.status, func.count())
             .where(GenerationSlot.execution_id == execution_id)
@@ -562,7 +583,7 @@ def add_images(
 
 
 def get_image(image_id: int) -> ImageRecord:
-    with _session() as s:
+    with _reading() as s:
         row = _get(s, GeneratedImage, image_id, "image")
         return _record(ImageRecord, row)
 
@@ -574,7 +595,7 @@ def list_images(
     slot: int | None = None,
     limit: int | None = None,
 ) -> list[ImageRecord]:
-    with _session() as s:
+    with _reading() as s:
         query = select(GeneratedImage).order_by(
             GeneratedImage.execution_id, GeneratedImage.slot, GeneratedImage.image_index
         )
@@ -635,7 +656,7 @@ def transition_image(
 def open_images(execution_id: int) -> list[ImageRecord]:
     """Images of an execution the job engine has not finished (generated, qc_passed,
     processed), in slot order."""
-    with _session() as s:
+    with _reading() as s:
         rows = s.scalars(
             select(GeneratedImage)
             .where(
@@ -695,7 +716,7 @@ def approve_image(
 def approved_hashes(execution_id: int | None) -> list[tuple[int, str]]:
     """(image id, perceptual hash) of approved images, of one execution or the whole store,
     oldest first."""
-    with _session() as s:
+    with _reading() as s:
         query = (
             select(GeneratedImage.id, GeneratedImage.phash)
             .where(GeneratedImage.phash.is_not(None))
@@ -713,7 +734,7 @@ def approved_hashes(execution_id: int | None) -> list[tuple[int, str]]:
 
 def stats() -> dict[str, Any]:
     """Store-wide counts: executions per status, images per status."""
-    with _session() as s:
+    with _reading() as s:
         jobs = dict(
             s.execute(select(JobExecution.status, func.count()).group_by(JobExecution.status)).all()
         )

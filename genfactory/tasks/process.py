@@ -26,7 +26,13 @@ STAGED_DIR = ".staged"
 
 
 def output_stem(runtime: JobRuntime, image: ImageRecord) -> str:
-    """`<label>_<slot>_<index>`: the delivered file's name before its extension."""
+    """The delivered file's name before its extension: the source file's stem for an image
+    from `job.images_dir`, else `<label>_<slot>_<index>`."""
+    if runtime.settings.job.images_dir is not None:
+        slot = repository.get_slot_by_number(image.execution_id, image.slot)
+        stem = slot.variables.get("source_stem") if slot is not None else None
+        if stem:
+            return safe_name(str(stem))
     return f"{safe_name(str(runtime.settings.job.label))}_{image.slot}_{image.image_index}"
 
 

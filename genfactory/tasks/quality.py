@@ -36,7 +36,11 @@ def check_quality(runtime: JobRuntime, image: ImageRecord) -> ImageRecord:
     fields = {"image_index": image.image_index, "slot": image.slot, "duration_ms": t["ms"]}
     if verdict.passed:
         log_step("passed", step="qc", **fields)
-        extra = {"image_metadata": metadata.as_dict()} if metadata is not None else {}
+        extra: dict[str, object] = {}
+        if metadata is not None:
+            extra["image_metadata"] = metadata.as_dict()
+        if "visible text" in verdict.reason:  # qc.text_mode = report: the text read is kept
+            extra["qc_reason"] = verdict.reason
         return repository.transition_image(
             image.id, ImageStatus.GENERATED, ImageStatus.QC_PASSED, **extra
         )

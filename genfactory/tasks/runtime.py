@@ -25,6 +25,7 @@ from genfactory.providers.base import Usage
 from genfactory.providers.registry import ProviderContext, build_provider
 from genfactory.statuses import JobStatus
 from genfactory.storage import repository
+from genfactory.tasks import imaging
 from genfactory.tasks.common import describe_error
 from genfactory.tasks.limits import make_limiter
 from genfactory.tasks.secrets import load_credentials
@@ -131,7 +132,11 @@ def start_runtime(
     credentials = credentials or load_credentials(settings)
     register_secrets(credentials.secret_values())
     context = ProviderContext(
-        settings=settings, credentials=credentials, usage=Usage(), limiter=make_limiter(settings)
+        settings=settings,
+        credentials=credentials,
+        usage=Usage(),
+        limiter=make_limiter(settings),
+        run_heavy=imaging.run_in_pool,
     )
     runtime = JobRuntime(execution_id=execution_id, settings=settings, context=context)
     runtime.usage_before = repository.get_execution(execution_id).usage or {}
