@@ -37,7 +37,8 @@ def describe(runtime: JobRuntime, image: ImageRecord) -> ImageRecord:
                 metadata = runtime.provider("metadata").describe(request).as_dict()
             image = repository.update_image(image.id, image_metadata=metadata)
         if metadata and settings.metadata.embed:
-            imaging.embed_file_metadata(
+            imaging.run_in_pool(
+                imaging.embed_file_metadata,
                 str(staged),
                 str(metadata["title"]),
                 str(metadata["description"]),

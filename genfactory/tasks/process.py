@@ -8,6 +8,7 @@ reaches the output directory only at approval, with its metadata embedded (`task
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -103,6 +104,7 @@ def process(runtime: JobRuntime, image: ImageRecord) -> ImageRecord:
         + (f" ({note})" if note else ""),
         step="process",
         duration_ms=t["ms"],
+        level=logging.INFO if note else logging.DEBUG,
         **fields,
     )
     return processed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from genfactory.providers.base import ImageInput, QCRequest
@@ -35,7 +36,7 @@ def check_quality(runtime: JobRuntime, image: ImageRecord) -> ImageRecord:
             verdict = provider.check(request)
     fields = {"image_index": image.image_index, "slot": image.slot, "duration_ms": t["ms"]}
     if verdict.passed:
-        log_step("passed", step="qc", **fields)
+        log_step("passed", step="qc", level=logging.DEBUG, **fields)
         extra: dict[str, object] = {}
         if metadata is not None:
             extra["image_metadata"] = metadata.as_dict()
