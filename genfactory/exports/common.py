@@ -70,14 +70,14 @@ def _is_secret_name(name: str) -> bool:
     return any(word in parts for word in SECRET_WORDS) or "api_key" in lowered
 
 
-def settings_rows(snapshot: dict[str, Any]) -> list[tuple[str, str]]:
+def settings_rows(snapshot: dict[str, Any]) -> list[tuple[str, str | int | float]]:
     """(readable label, value) for every setting in a snapshot, secrets left out."""
     return [(readable, value) for _dotted, readable, value in settings_items(snapshot)]
 
 
-def settings_items(snapshot: dict[str, Any]) -> list[tuple[str, str, str]]:
+def settings_items(snapshot: dict[str, Any]) -> list[tuple[str, str, str | int | float]]:
     """(dotted name, readable label, value) for every setting, secrets left out."""
-    rows: list[tuple[str, str, str]] = []
+    rows: list[tuple[str, str, str | int | float]] = []
 
     def walk(prefix: str, value: Any) -> None:
         if isinstance(value, dict):
@@ -85,14 +85,18 @@ def settings_items(snapshot: dict[str, Any]) -> list[tuple[str, str, str]]:
                 if not _is_secret_name(str(key)):
                     walk(f"{prefix}.{key}" if prefix else str(key), sub)
             return
+        shown: str | int | float
         if isinstance(value, list):
-            text = ", ".join(str(v) for v in value)
+            shown = ", ".join(str(v) for v in value)
         elif value is None:
-            text = ""
+            shown = ""
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            # Numbers stay numbers: Excel would flag "number stored as text".
+            shown = value
         else:
-            text = str(value)
+            shown = str(value)
         readable = label(prefix) if "." in prefix else prefix
-        rows.append((prefix, readable, str(safe(text))))
+        rows.append((prefix, readable, safe(shown)))
 
     walk("", snapshot)
     return rows
