@@ -373,9 +373,9 @@ def export_cmd(
 ) -> None:
     """Export jobs: Excel workbook, stock-site CSVs, an image ZIP or an HTML report.
 
-    Runs without Prefect start-up (it only reads the store and writes files); the
-    `export-job` flow does the same for deployments. Shutterstock has no export: it refuses
-    AI-generated content.
+    No Prefect start-up: it reads the store and writes files (so does the export-job flow).
+
+    No Shutterstock export: Shutterstock refuses AI-generated content.
     """
     from genfactory.exports import run_export
 
