@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import os
 import re
 import shutil
@@ -115,14 +116,23 @@ def _link_or_copy(source: Path, target: Path) -> None:
         shutil.copy2(source, target)
 
 
-def _approved_entries(execution_ids: Sequence[int], rules: stock.SiteRules) -> list[StockEntry]:
+def _approved_entries(
+    execution_ids: Sequence[int], rules: stock.SiteRules, log: ChangeLog
+) -> list[StockEntry]:
+    """Approved images with their file on disk, named and normalised; the changes go to
+    `log`, and so does an approved image whose file is gone (left out, never silently)."""
     namer = stock.StockNamer()
     entries: list[StockEntry] = []
     for execution_id in execution_ids:
-        entries += [
-            e for e in stock_entries(job_images(execution_id), rules, namer) if e.image.path
-        ]
-    entries = [e for e in entries if Path(str(e.image.path)).is_file()]
+        for entry in stock_entries(job_images(execution_id), rules, namer):
+            if Path(str(entry.image.path)).is_file():
+                entries.append(entry)
+                log.add(entry, rules.name)
+            else:
+                log.lines.append(
+                    f"job {execution_id} image {entry.image.record.id}: left out, its file "
+                    f"{entry.image.path} is gone"
+                )
     if not entries:
         jobs = ", ".join(str(i) for i in execution_ids)
         raise UserError(
@@ -194,16 +204,14 @@ def _html(ids: list[int], out: Path | None, stem: str) -> ExportResult:
     files = []
     for execution_id in ids:
         path = folder / f"{_stem([execution_id])}_report.html"
-        files.append(_atomic(path, lambda p, e=execution_id: write_report(e, p)))  # type: ignore[misc]
+        files.append(_atomic(path, functools.partial(write_report, execution_id)))
     return ExportResult("html", folder, files, [])
 
 
 def _zip(ids: list[int], out: Path | None, stem: str) -> ExportResult:
     path = _target(out, f"{stem}_images.zip", [".zip"])
-    entries = _approved_entries(ids, stock.ADOBE)
     log = ChangeLog()
-    for entry in entries:
-        log.add(entry, stock.ADOBE.name)
+    entries = _approved_entries(ids, stock.ADOBE, log)
     report = "\n".join(log.lines) or "No change was needed."
     _atomic(path, lambda p: write_image_zip(entries, p, report=report + "\n"))
     return ExportResult("zip", path, [path], log.lines)
@@ -225,11 +233,10 @@ def _csv(ids: list[int], out: Path | None, stem: str, fmt: ExportFormat) -> Expo
         folder.mkdir(parents=True, exist_ok=True)
         base = folder / ("adobe_stock.csv" if adobe else "freepik.csv")
         images_dir, report_path, main = folder / "images", folder / "export_report.txt", folder
-    entries = _approved_entries(ids, rules)
     log = ChangeLog()
+    entries = _approved_entries(ids, rules, log)
     images_dir.mkdir(parents=True, exist_ok=True)
     for entry in entries:
-        log.add(entry, rules.name)
         _link_or_copy(Path(str(entry.image.path)), images_dir / entry.name)
     if adobe:
         files = write_adobe_csv(entries, base)
