@@ -79,3 +79,14 @@ def test_a_job_without_approved_images_is_a_clear_error(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "no approved image" in result.output
     assert not list(tmp_path.rglob("*.zip"))
+
+
+def test_an_approved_image_whose_file_is_gone_is_listed_not_dropped(tmp_path: Path) -> None:
+    job = make_job(tmp_path, approved=2, qc_failed=0, failed=0)
+    (tmp_path / "out-spring" / "spring_0_1.jpg").unlink()
+    result = run_export([job.id], "zip", tmp_path / "upload.zip")
+    with zipfile.ZipFile(result.path) as archive:
+        assert [m for m in archive.namelist() if m.endswith(".jpg")] == ["spring_0_0.jpg"]
+        report = archive.read("export_report.txt").decode()
+    assert any("left out, its file" in line and "spring_0_1.jpg" in line for line in result.changes)
+    assert "spring_0_1.jpg is gone" in report
