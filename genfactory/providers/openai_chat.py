@@ -35,7 +35,6 @@ from genfactory.providers.base import (
 )
 from genfactory.providers.http import RAW_LIMIT, ServiceClient, ServiceProvider, sniff_media_type
 from genfactory.providers.registry import ProviderContext
-from genfactory.stock import STRICTEST
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +43,8 @@ T = TypeVar("T")
 #: Media types OpenAI vision accepts as they are.
 VISION_TYPES = {"image/png", "image/jpeg", "image/webp", "image/gif"}
 
-TITLE_MAX = STRICTEST.title_max
-DESCRIPTION_MAX = STRICTEST.description_max
+TITLE_MAX = stock.STRICTEST.title_max
+DESCRIPTION_MAX = stock.STRICTEST.description_max
 
 #: Default QC rules (SPEC §3), from the original app.
 QC_RULES = (
