@@ -77,35 +77,38 @@ class StockMetadata:
 # Trademarks
 
 
+_TOKEN = re.compile(r"[\w']+")
+
+
+def _tokens(text: str) -> tuple[str, ...]:
+    # Words only: "Coca-Cola", "coca cola" and "COCA COLA" are the same name.
+    return tuple(_TOKEN.findall(text.lower()))
+
+
 @dataclasses.dataclass(frozen=True)
 class _Trademarks:
-    names: tuple[re.Pattern[str], ...]
-    ambiguous: tuple[tuple[re.Pattern[str], frozenset[str]], ...]
-
-
-def _pattern(name: str) -> re.Pattern[str]:
-    # Whole words only; a space in a name also matches a hyphen ("coca cola", "coca-cola").
-    return re.compile(
-        r"(?<![\w-])" + re.escape(name).replace(r"\ ", r"[\s-]+") + r"(?![\w-])", re.IGNORECASE
-    )
+    #: Each name as its words; matched as whole words, in order.
+    names: frozenset[tuple[str, ...]]
+    longest: int
+    #: Ordinary words that are brands only next to one of their brand's words.
+    ambiguous: dict[str, frozenset[str]]
 
 
 @cache
 def _trademarks() -> _Trademarks:
     text = resources.files("genfactory").joinpath("data/trademarks.txt").read_text("utf-8")
-    names: list[str] = []
-    ambiguous: list[tuple[re.Pattern[str], frozenset[str]]] = []
+    names: set[tuple[str, ...]] = set()
+    ambiguous: dict[str, frozenset[str]] = {}
     for raw in text.splitlines():
         line = raw.strip().lower()
         if not line or line.startswith("#"):
             continue
         if ":" in line:
             name, context = line.split(":", 1)
-            ambiguous.append((_pattern(name.strip()), frozenset(context.split())))
-        else:
-            names.append(line)
-    names.sort(key=len, reverse=True)
-    return _Trademarks(tuple(_pattern(n) for n in names), tuple(ambiguous))
+            ambiguous[name.strip()] = frozenset(context.split())
+        elif _tokens(line):
+            names.add(_tokens(line))
+    return _Trademarks(frozenset(names), max(map(len, names), default=1), ambiguous)
 
 
 def trademark_in(text: str, context: Iterable[str] = ()) -> str | None:
@@ -115,15 +118,18 @@ def trademark_in(text: str, context: Iterable[str] = ()) -> str | None:
     in `text` itself or in `context` (e.g. the image's other keywords).
     """
     marks = _trademarks()
-    for pattern in marks.names:
-        found = pattern.search(text)
-        if found:
-            return found.group(0).lower()
-    words = set(re.findall(r"[\w-]+", text.lower())) | {w.lower() for w in context}
-    for pattern, brand_words in marks.ambiguous:
-        found = pattern.search(text)
-        if found and words & brand_words:
-            return found.group(0).lower()
+    words = _tokens(text)
+    for size in range(1, min(marks.longest, len(words)) + 1):
+        for start in range(len(words) - size + 1):
+            if words[start : start + size] in marks.names:
+                return " ".join(words[start : start + size])
+    for word in words:
+        brand_words = marks.ambiguous.get(word)
+        # The context is read only for the rare text that names an ambiguous brand.
+        if brand_words is not None:
+            near = set(words) | {w for item in context for w in _tokens(item)}
+            if near & brand_words:
+                return word
     return None
 
 

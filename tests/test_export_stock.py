@@ -37,9 +37,10 @@ def test_title_keywords_and_description_to_adobe_limits() -> None:
     assert len(meta.keywords) == 49
     assert len(set(meta.keywords)) == 49
     assert all(k == k.lower() for k in meta.keywords)
-    # Most important first; the fruit stays, the brands go.
-    assert meta.keywords[:3] == ("meadow", "apple", "keyword 0")
-    assert "nike shoes" not in meta.keywords and "apple iphone" not in meta.keywords
+    # Most important first; brands go, "apple" too next to "iphone", but the fruit stays.
+    assert meta.keywords[:3] == ("meadow", "keyword 0", "keyword 1")
+    fruit, _ = stock.normalize_metadata("Apples", "", ["apple", "fruit", "orchard"])
+    assert fruit.keywords == ("apple", "fruit", "orchard")
     text = "\n".join(changes)
     # Without its commas the title fits: nothing more is cut.
     assert "commas removed" in text and "title cut" not in text
@@ -54,8 +55,8 @@ def test_title_keywords_and_description_to_adobe_limits() -> None:
     ]
     assert "description cut from" in text
     assert "1 duplicate(s) merged" in text
-    assert "trademarks: nike shoes, apple iphone" in text
-    assert "13 beyond 49 dropped" in text
+    assert "trademarks: nike shoes, apple, apple iphone" in text
+    assert "12 beyond 49 dropped" in text
 
 
 def test_metadata_within_limits_is_unchanged() -> None:
