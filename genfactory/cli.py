@@ -382,12 +382,12 @@ def export_cmd(
     result = guarded(lambda: run_export(job_ids, format_, out))
     for line in result.changes[:_CHANGES_SHOWN]:
         console.print(f"[yellow]changed[/] {escape(line)}", highlight=False, soft_wrap=True)
-    hidden = len(result.changes) - _CHANGES_SHOWN
+    hidden = result.changes_total - len(result.changes[:_CHANGES_SHOWN])
     if hidden > 0:
         console.print(f"... and {hidden} more in {result.report or result.path}", highlight=False)
-    if result.changes:
+    if result.changes_total:
         console.print(
-            f"{len(result.changes)} change(s) the stock limits forced"
+            f"{result.changes_total} change(s) the stock limits forced"
             + (f", listed in {result.report}" if result.report else ""),
             highlight=False,
             soft_wrap=True,

@@ -7,9 +7,11 @@ import io
 import zipfile
 from pathlib import Path
 
+import pytest
 from openpyxl import load_workbook
 from PIL import Image
 
+from genfactory.errors import UserError
 from genfactory.exports import run_export
 from tests.test_export_support import make_job
 
@@ -90,3 +92,11 @@ def test_an_approved_image_whose_file_is_gone_is_listed_not_dropped(tmp_path: Pa
         report = archive.read("export_report.txt").decode()
     assert any("left out, its file" in line and "spring_0_1.jpg" in line for line in result.changes)
     assert "spring_0_1.jpg is gone" in report
+
+
+def test_no_approved_file_left_on_disk_is_a_clear_error(tmp_path: Path) -> None:
+    job = make_job(tmp_path, approved=1, qc_failed=0, failed=0)
+    (tmp_path / "out-spring" / "spring_0_0.jpg").unlink()
+    with pytest.raises(UserError, match="no approved file of job .* is on disk"):
+        run_export([job.id], "zip", tmp_path / "upload.zip")
+    assert not list(tmp_path.glob("*.zip*")) and not list(tmp_path.glob(".upload.zip*"))

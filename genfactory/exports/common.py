@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -164,11 +164,15 @@ def export_image(record: repository.ImageRecord) -> ExportImage:
     )
 
 
-def job_images(execution_id: int, *, approved_only: bool = False) -> list[ExportImage]:
-    status = ImageStatus.APPROVED if approved_only else None
-    return [
-        export_image(r) for r in repository.list_images(execution_id=execution_id, status=status)
-    ]
+def job_images(execution_id: int) -> list[ExportImage]:
+    """Every image of a job (the workbook and the report show them all)."""
+    return [export_image(r) for r in repository.list_images(execution_id=execution_id)]
+
+
+def approved_images(execution_id: int) -> Iterator[ExportImage]:
+    """The approved images of a job, read from the store in batches."""
+    for record in repository.iter_images(execution_id, status=ImageStatus.APPROVED):
+        yield export_image(record)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -186,7 +190,7 @@ class StockEntry:
 
 
 def stock_entries(
-    images: list[ExportImage], rules: stock.SiteRules, namer: stock.StockNamer | None = None
+    images: Iterable[ExportImage], rules: stock.SiteRules, namer: stock.StockNamer | None = None
 ) -> Iterator[StockEntry]:
     """Approved images with a file on disk, named and normalised for `rules`."""
     namer = namer or stock.StockNamer()
@@ -200,23 +204,34 @@ def stock_entries(
         yield StockEntry(image, name, metadata, name_changes + changes)
 
 
-@dataclasses.dataclass
 class ChangeLog:
-    """Every change a site's limit forced, per image: written to the export report and printed."""
+    """Every change a site's limit forced, per image: streamed to the export report file; the
+    first `keep` lines are also kept for the console."""
 
-    lines: list[str] = dataclasses.field(default_factory=list)
+    def __init__(self, path: Path, keep: int = 200) -> None:
+        self.path = path
+        self.keep = keep
+        self.shown: list[str] = []
+        self.count = 0
+        self._file = path.open("w", encoding="utf-8")
+        self._file.write("Changes the stock sites' limits forced, one per line:\n")
+
+    def note(self, line: str) -> None:
+        self.count += 1
+        if len(self.shown) < self.keep:
+            self.shown.append(line)
+        self._file.write(line + "\n")
 
     def add(self, entry: StockEntry, site: str) -> None:
         for change in entry.changes:
-            self.lines.append(
+            self.note(
                 f"job {entry.image.record.execution_id} image {entry.image.record.id} "
                 f"({entry.name}) [{site}]: {change}"
             )
 
-    def write(self, path: Path) -> Path:
-        body = "\n".join(self.lines) if self.lines else "No change was needed."
-        path.write_text(
-            "Changes the stock sites' limits forced, one per line:\n" + body + "\n",
-            encoding="utf-8",
-        )
-        return path
+    def close(self) -> Path:
+        if not self._file.closed:
+            if not self.count:
+                self._file.write("No change was needed.\n")
+            self._file.close()
+        return self.path

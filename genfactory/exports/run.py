@@ -15,7 +15,7 @@ import re
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from enum import StrEnum
 from pathlib import Path
 
@@ -25,13 +25,20 @@ from genfactory.exports.archive import write_image_zip
 from genfactory.exports.common import (
     ChangeLog,
     StockEntry,
-    job_images,
+    approved_images,
     register_environment_secrets,
     stock_entries,
 )
 from genfactory.exports.report import write_report
-from genfactory.exports.stock_csv import freepik_model, write_adobe_csv, write_freepik_csv
+from genfactory.exports.stock_csv import (
+    adobe_csv,
+    adobe_row,
+    freepik_csv,
+    freepik_model,
+    freepik_row,
+)
 from genfactory.exports.workbook import write_job_workbook, write_jobs_summary
+from genfactory.statuses import ImageStatus
 from genfactory.storage import repository
 from genfactory.storage.db import data_dir
 
@@ -50,8 +57,10 @@ class ExportResult:
     #: The export's main file or folder (printed at the end).
     path: Path
     files: list[Path]
+    #: The first changes the stock limits forced (all of them are in the report).
     changes: list[str]
     report: Path | None = None
+    changes_total: int = 0
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -59,6 +68,7 @@ class ExportResult:
             "path": str(self.path),
             "files": [str(p) for p in self.files],
             "changes": list(self.changes),
+            "changes_total": self.changes_total,
             "report": str(self.report) if self.report else None,
         }
 
@@ -116,30 +126,41 @@ def _link_or_copy(source: Path, target: Path) -> None:
         shutil.copy2(source, target)
 
 
-def _approved_entries(
+def _check_approved(execution_ids: Sequence[int]) -> None:
+    approved = sum(repository.image_counts(i).get(ImageStatus.APPROVED, 0) for i in execution_ids)
+    if not approved:
+        jobs = ", ".join(str(i) for i in execution_ids)
+        raise UserError(
+            f"job {jobs} has no approved image, so there is nothing to upload; "
+            "export --format xlsx or html to see why"
+        )
+
+
+def _upload_entries(
     execution_ids: Sequence[int], rules: stock.SiteRules, log: ChangeLog
-) -> list[StockEntry]:
-    """Approved images with their file on disk, named and normalised; the changes go to
-    `log`, and so does an approved image whose file is gone (left out, never silently)."""
+) -> Iterator[StockEntry]:
+    """Approved images with their file on disk, named and normalised, read in batches; the
+    changes go to `log`, and so does an approved image whose file is gone (left out, never
+    silently)."""
     namer = stock.StockNamer()
-    entries: list[StockEntry] = []
     for execution_id in execution_ids:
-        for entry in stock_entries(job_images(execution_id), rules, namer):
+        for entry in stock_entries(approved_images(execution_id), rules, namer):
             if Path(str(entry.image.path)).is_file():
-                entries.append(entry)
                 log.add(entry, rules.name)
+                yield entry
             else:
-                log.lines.append(
+                log.note(
                     f"job {execution_id} image {entry.image.record.id}: left out, its file "
                     f"{entry.image.path} is gone"
                 )
-    if not entries:
-        jobs = ", ".join(str(i) for i in execution_ids)
-        raise UserError(
-            f"job {jobs} has no approved image on disk, so there is nothing to upload; "
-            "export --format xlsx or html to see why"
-        )
-    return entries
+
+
+def _nothing_written(execution_ids: Sequence[int]) -> UserError:
+    jobs = ", ".join(str(i) for i in execution_ids)
+    return UserError(
+        f"no approved file of job {jobs} is on disk any more, so there is nothing to upload; "
+        "export --format xlsx to see the paths"
+    )
 
 
 def run_export(
@@ -210,11 +231,18 @@ def _html(ids: list[int], out: Path | None, stem: str) -> ExportResult:
 
 def _zip(ids: list[int], out: Path | None, stem: str) -> ExportResult:
     path = _target(out, f"{stem}_images.zip", [".zip"])
-    log = ChangeLog()
-    entries = _approved_entries(ids, stock.ADOBE, log)
-    report = "\n".join(log.lines) or "No change was needed."
-    _atomic(path, lambda p: write_image_zip(entries, p, report=report + "\n"))
-    return ExportResult("zip", path, [path], log.lines)
+    _check_approved(ids)
+    with tempfile.TemporaryDirectory(prefix="genfactory-export-") as scratch:
+        log = ChangeLog(Path(scratch) / "export_report.txt")
+        members: list[str] = []
+
+        def write(target: Path) -> None:
+            members.extend(write_image_zip(_upload_entries(ids, stock.ADOBE, log), target, log))
+            if all(m in ("metadata.xlsx", "export_report.txt") for m in members):
+                raise _nothing_written(ids)
+
+        _atomic(path, write)
+    return ExportResult("zip", path, [path], log.shown, None, log.count)
 
 
 def _csv(ids: list[int], out: Path | None, stem: str, fmt: ExportFormat) -> ExportResult:
@@ -222,31 +250,33 @@ def _csv(ids: list[int], out: Path | None, stem: str, fmt: ExportFormat) -> Expo
     rules = stock.ADOBE if adobe else stock.FREEPIK
     site = "adobe" if adobe else "freepik"
     if out is not None and out.suffix.lower() == ".csv":
-        out.parent.mkdir(parents=True, exist_ok=True)
         base, images_dir = out, out.with_name(f"{out.stem}_images")
-        report_path = out.with_name(f"{out.stem}_report.txt")
-        main = out
+        report_path, main = out.with_name(f"{out.stem}_report.txt"), out
     else:
         folder = out if out is not None else default_dir() / f"{stem}_{site}"
         if folder.suffix.lower() == ".zip":
             raise UserError(f"--out {folder} is a ZIP; {fmt} writes a .csv file or a folder")
-        folder.mkdir(parents=True, exist_ok=True)
         base = folder / ("adobe_stock.csv" if adobe else "freepik.csv")
         images_dir, report_path, main = folder / "images", folder / "export_report.txt", folder
-    log = ChangeLog()
-    entries = _approved_entries(ids, rules, log)
+    _check_approved(ids)
     images_dir.mkdir(parents=True, exist_ok=True)
-    for entry in entries:
-        _link_or_copy(Path(str(entry.image.path)), images_dir / entry.name)
-    if adobe:
-        files = write_adobe_csv(entries, base)
-    else:
-        models = {
-            i: freepik_model(
-                (repository.get_execution(i).settings_snapshot.get("providers") or {}).get("image")
-            )
-            for i in ids
-        }
-        files = write_freepik_csv(entries, base, lambda e: models[e.image.record.execution_id])
-    log.write(report_path)
-    return ExportResult(str(fmt), main, [*files, images_dir, report_path], log.lines, report_path)
+    models = {
+        i: freepik_model(
+            (repository.get_execution(i).settings_snapshot.get("providers") or {}).get("image")
+        )
+        for i in ids
+    }
+    log = ChangeLog(report_path)
+    try:
+        with adobe_csv(base) if adobe else freepik_csv(base) as table:
+            for entry in _upload_entries(ids, rules, log):
+                _link_or_copy(Path(str(entry.image.path)), images_dir / entry.name)
+                model = models[entry.image.record.execution_id]
+                table.write(adobe_row(entry) if adobe else freepik_row(entry, model))
+    finally:
+        log.close()
+    if not table.paths:
+        raise _nothing_written(ids)
+    return ExportResult(
+        str(fmt), main, [*table.paths, images_dir, report_path], log.shown, report_path, log.count
+    )

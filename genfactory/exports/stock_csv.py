@@ -22,6 +22,7 @@ import csv
 import io
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 from genfactory import stock
 from genfactory.exports.common import StockEntry, safe
@@ -64,40 +65,66 @@ def _line(row: Sequence[str], delimiter: str) -> str:
     return buffer.getvalue()
 
 
+class SplitCsv:
+    """CSV files of ≤ `max_rows` rows and ≤ `max_bytes` bytes each (header included), written
+    row by row; `path_for(n)` names file n (1-based). Use as a context manager."""
+
+    def __init__(
+        self,
+        header: Sequence[str],
+        path_for: Callable[[int], Path],
+        *,
+        delimiter: str = ",",
+        max_rows: int = MAX_ROWS,
+        max_bytes: int = MAX_BYTES,
+    ) -> None:
+        self.delimiter = delimiter
+        self.header_line = _line(header, delimiter).encode("utf-8")
+        self.path_for = path_for
+        self.max_rows, self.max_bytes = max_rows, max_bytes
+        self.paths: list[Path] = []
+        self._handle: BinaryIO | None = None
+        self._rows = self._bytes = 0
+
+    def write(self, row: Sequence[str]) -> None:
+        data = _line(row, self.delimiter).encode("utf-8")
+        if len(self.header_line) + len(data) > self.max_bytes:
+            raise ValueError(f"one CSV row is over {self.max_bytes} bytes: {row[0]}")
+        full = self._rows >= self.max_rows or self._bytes + len(data) > self.max_bytes
+        if self._handle is None or full:
+            self.close()
+            self.paths.append(self.path_for(len(self.paths) + 1))
+            self._handle = self.paths[-1].open("wb")
+            self._handle.write(self.header_line)
+            self._rows, self._bytes = 0, len(self.header_line)
+        self._handle.write(data)
+        self._rows += 1
+        self._bytes += len(data)
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+    def __enter__(self) -> SplitCsv:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+
 def write_split_csv(
     rows: Iterable[Sequence[str]],
     header: Sequence[str],
     path_for: Callable[[int], Path],
     *,
     delimiter: str = ",",
-    max_rows: int = MAX_ROWS,
-    max_bytes: int = MAX_BYTES,
 ) -> list[Path]:
-    """Write `rows` under `header` into files of ≤ `max_rows` rows and ≤ `max_bytes` bytes
-    (header included); `path_for(n)` names file n (1-based). Streams: one row in memory."""
-    header_line = _line(header, delimiter).encode("utf-8")
-    paths: list[Path] = []
-    handle = None
-    rows_in_file = bytes_in_file = 0
-    try:
+    """Write `rows` under `header` into as many files as the limits need."""
+    with SplitCsv(header, path_for, delimiter=delimiter) as out:
         for row in rows:
-            data = _line(row, delimiter).encode("utf-8")
-            if len(header_line) + len(data) > max_bytes:
-                raise ValueError(f"one CSV row is over {max_bytes} bytes: {row[0]}")
-            if handle is None or rows_in_file >= max_rows or bytes_in_file + len(data) > max_bytes:
-                if handle is not None:
-                    handle.close()
-                paths.append(path_for(len(paths) + 1))
-                handle = paths[-1].open("wb")
-                handle.write(header_line)
-                rows_in_file, bytes_in_file = 0, len(header_line)
-            handle.write(data)
-            rows_in_file += 1
-            bytes_in_file += len(data)
-    finally:
-        if handle is not None:
-            handle.close()
-    return paths
+            out.write(row)
+    return out.paths
 
 
 def numbered(base: Path) -> Callable[[int], Path]:
@@ -109,16 +136,9 @@ def numbered(base: Path) -> Callable[[int], Path]:
     return path_for
 
 
-def write_adobe_csv(entries: Iterable[StockEntry], base: Path) -> list[Path]:
-    return write_split_csv((adobe_row(e) for e in entries), ADOBE_HEADER, numbered(base))
+def adobe_csv(base: Path) -> SplitCsv:
+    return SplitCsv(ADOBE_HEADER, numbered(base))
 
 
-def write_freepik_csv(
-    entries: Iterable[StockEntry], base: Path, model_for: Callable[[StockEntry], str]
-) -> list[Path]:
-    return write_split_csv(
-        (freepik_row(e, model_for(e)) for e in entries),
-        FREEPIK_HEADER,
-        numbered(base),
-        delimiter=";",
-    )
+def freepik_csv(base: Path) -> SplitCsv:
+    return SplitCsv(FREEPIK_HEADER, numbered(base), delimiter=";")

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from openpyxl import Workbook
+from openpyxl.cell import WriteOnlyCell
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.drawing.image import Image as SheetImage
 from openpyxl.styles import Alignment, Font
@@ -249,15 +251,42 @@ def write_jobs_summary(execution_ids: Sequence[int], path: Path) -> Path:
     return path
 
 
-def write_metadata_workbook(entries: Sequence[StockEntry], path: Path) -> Path:
-    """`metadata.xlsx` of an image ZIP: file name, title, description, keywords."""
-    rows = (
-        (e.name, e.metadata.title, e.metadata.description, ", ".join(e.metadata.keywords))
-        for e in entries
-    )
-    with pd.ExcelWriter(path, engine="openpyxl") as writer:
-        _frame(rows, ["File name", "Title", "Description", "Keywords"]).to_excel(
-            writer, sheet_name="Metadata", index=False
-        )
-        format_sheet(writer.book["Metadata"], autofilter=True)
-    return path
+class MetadataWorkbook:
+    """`metadata.xlsx` of an image ZIP (file name, title, description, keywords), written row
+    by row (openpyxl's write-only mode) so a 10,000-image ZIP never holds the table."""
+
+    COLUMNS = (("File name", 32), ("Title", 72), ("Description", 60), ("Keywords", 80))
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.book = Workbook(write_only=True)
+        self.sheet = self.book.create_sheet("Metadata")
+        # Write-only sheets are laid out before the first row: widths come from the limits.
+        for index, (_name, width) in enumerate(self.COLUMNS, start=1):
+            self.sheet.column_dimensions[get_column_letter(index)].width = width
+        self.sheet.freeze_panes = "A2"
+        self._wrap = Alignment(wrap_text=True, vertical="top")
+        header = []
+        for name, _width in self.COLUMNS:
+            cell = WriteOnlyCell(self.sheet, value=name)
+            cell.font = Font(bold=True)
+            header.append(cell)
+        self.sheet.append(header)
+        self.rows = 1
+
+    def add(self, entry: StockEntry) -> None:
+        meta = entry.metadata
+        values = (entry.name, meta.title, meta.description, ", ".join(meta.keywords))
+        cells = []
+        for value in values:
+            cell = WriteOnlyCell(self.sheet, value=_text(value))
+            cell.data_type = "s"  # a title starting with "=" is text, not a formula
+            cell.alignment = self._wrap
+            cells.append(cell)
+        self.sheet.append(cells)
+        self.rows += 1
+
+    def close(self) -> Path:
+        self.sheet.auto_filter.ref = f"A1:D{self.rows}"
+        self.book.save(self.path)
+        return self.path

@@ -32,8 +32,9 @@ def publish_export(execution_ids: list[int], result: dict[str, Any]) -> None:
     changes = result["changes"]
     body = f"## Export ({result['format']})\n\n{links}\n"
     if changes:
-        body += f"\n{len(changes)} change(s) the stock limits forced:\n\n"
-        body += "\n".join(f"- {line}" for line in changes[:200]) + "\n"
+        body += f"\n{result['changes_total']} change(s) the stock limits forced"
+        body += f" (all in {result['report']}):\n\n" if result["report"] else ":\n\n"
+        body += "\n".join(f"- {line}" for line in changes) + "\n"
     for execution_id in execution_ids:
         label = repository.get_execution(execution_id).label
         # The API may be gone (ephemeral server shutting down); the files are written.
