@@ -4,10 +4,12 @@ A job workbook has the sheets *Job Summary* (execution fields, counts, usage and
 service, then Setting/Value) and *Images* (one row per image, a thumbnail column, the final
 path as a link). Headers are frozen, widths fitted, long text wrapped, the Images sheet filtered.
 
-Thumbnails: 48 px on the long side, JPEG quality 70, about 1.5–2.5 KB each, so a 1,000-image
-workbook stays under 5 MB (`THUMBNAIL_BUDGET`): small enough to e-mail (common limits are 10–25
-MB) and for Excel and LibreOffice to open at once. Above `THUMBNAIL_MAX_IMAGES` images the
-column is left out (the workbook says so): decoding 10,000 originals would dominate the export.
+Thumbnails: 48 px on the long side, JPEG quality 70, about 1 KB each (measured: a 1,000-image
+workbook of noisy 400x300 sources is 0.8 MB, 2,000 images of 768 px are 2 MB). The budget is
+5 MB for 1,000 images (`THUMBNAIL_BUDGET`, tested): small enough to e-mail (common limits are
+10-25 MB) and for Excel and LibreOffice to open at once, large enough to tell images apart.
+Above `THUMBNAIL_MAX_IMAGES` images the column is left out (the workbook says so): decoding
+10,000 originals would dominate the export.
 """
 
 from __future__ import annotations
