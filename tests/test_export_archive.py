@@ -100,3 +100,22 @@ def test_no_approved_file_left_on_disk_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="no approved file of job .* is on disk"):
         run_export([job.id], "zip", tmp_path / "upload.zip")
     assert not list(tmp_path.glob("*.zip*")) and not list(tmp_path.glob(".upload.zip*"))
+
+
+def _batches_match_the_listing(tmp_path: Path) -> None:
+    from genfactory.statuses import ImageStatus
+    from genfactory.storage import repository
+
+    job = make_job(tmp_path, approved=5, qc_failed=2, failed=1)
+    for status in (None, ImageStatus.APPROVED):
+        listed = repository.list_images(execution_id=job.id, status=status)
+        assert list(repository.iter_images(job.id, status=status, batch=2)) == listed
+
+
+def test_images_are_read_in_batches_in_listing_order(tmp_path: Path) -> None:
+    _batches_match_the_listing(tmp_path)
+
+
+@pytest.mark.postgres
+def test_images_are_read_in_batches_on_postgresql(tmp_path: Path, postgres_store: str) -> None:
+    _batches_match_the_listing(tmp_path)
