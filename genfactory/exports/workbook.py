@@ -49,6 +49,10 @@ THUMBNAIL_MAX_IMAGES = 2_000
 MAX_WIDTH = 60
 WRAPPED = {"Title", "Description", "Keywords", "Prompt", "QC reason", "Value", "Usage"}
 
+# Shared style objects: one per cell would cost more than writing the cell.
+_WRAP = Alignment(wrap_text=True, vertical="top")
+_TOP = Alignment(vertical="top")
+
 IMAGE_COLUMNS = [
     "Thumbnail",
     "File name",
@@ -115,10 +119,8 @@ def format_sheet(sheet: Worksheet, *, autofilter: bool = False, header_row: int 
                 continue
             longest = max(len(line) for line in str(cell.value).splitlines() or [""])
             widths[cell.column] = max(widths.get(cell.column, 0), longest)
-            if headers.get(cell.column) in WRAPPED or longest > MAX_WIDTH:
-                cell.alignment = Alignment(wrap_text=True, vertical="top")
-            else:
-                cell.alignment = Alignment(vertical="top")
+            wrap = headers.get(cell.column) in WRAPPED or longest > MAX_WIDTH
+            cell.alignment = _WRAP if wrap else _TOP
     for cell in sheet[header_row]:
         cell.font = Font(bold=True)
     for column, width in widths.items():
