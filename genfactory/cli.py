@@ -422,6 +422,8 @@ def _print_summary(summary: dict[str, Any]) -> None:
     )
     console.print(f"Store: {describe_url(database_url())}", highlight=False, soft_wrap=True)
     console.print(f"Log: {summary['log_path']}", highlight=False, soft_wrap=True)
+    if summary.get("report_path"):
+        console.print(f"Report: {summary['report_path']}", highlight=False, soft_wrap=True)
     execution = repository.get_execution(summary["execution_id"])
     costs = _cost_rows(execution.settings_snapshot, execution.usage or {})
     if len(costs) > 1:
@@ -634,6 +636,56 @@ def server_status() -> None:
 def settings_cmd() -> None:
     """Print every setting with its default, as a TOML settings file."""
     console.print(settings_template(), markup=False, highlight=False, soft_wrap=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# export
+
+#: Changes printed on the terminal; the export's report file lists every one.
+_CHANGES_SHOWN = 200
+
+
+@app.command(
+    "export",
+    epilog="Examples:\n\n  genfactory export 3 --format xlsx\n\n"
+    "  genfactory export 3 4 --format zip --out ~/uploads/spring.zip\n\n"
+    "  genfactory export 3 --format adobe-csv --out ~/uploads/adobe",
+)
+def export_cmd(
+    job_ids: Annotated[list[int], typer.Argument(help="Job (execution) ids.", show_default=False)],
+    format_: Annotated[
+        str,
+        typer.Option(
+            "--format", "-f", help="xlsx, adobe-csv, freepik-csv, zip or html.", show_default=True
+        ),
+    ] = "xlsx",
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="A file for one job; a folder (or .zip) for several."),
+    ] = None,
+) -> None:
+    """Export jobs: Excel workbook, stock-site CSVs, an image ZIP or an HTML report.
+
+    No Prefect start-up: it reads the store and writes files (so does the export-job flow).
+
+    No Shutterstock export: Shutterstock refuses AI-generated content.
+    """
+    from genfactory.exports import run_export
+
+    result = guarded(lambda: run_export(job_ids, format_, out))
+    for line in result.changes[:_CHANGES_SHOWN]:
+        console.print(f"[yellow]changed[/] {escape(line)}", highlight=False, soft_wrap=True)
+    hidden = result.changes_total - len(result.changes[:_CHANGES_SHOWN])
+    if hidden > 0:
+        console.print(f"... and {hidden} more in {result.report or result.path}", highlight=False)
+    if result.changes_total:
+        console.print(
+            f"{result.changes_total} change(s) the stock limits forced"
+            + (f", listed in {result.report}" if result.report else ""),
+            highlight=False,
+            soft_wrap=True,
+        )
+    console.print(f"Export written: [bold]{result.path}[/]", highlight=False, soft_wrap=True)
 
 
 def main() -> None:

@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 
 from PIL import Image
 
+from genfactory import stock
 from genfactory.errors import ContentRejected, ImageRejected, MalformedResponse, TooFewKeywords
 from genfactory.prompting import load_qc_prompt
 from genfactory.providers.base import (
@@ -48,8 +49,8 @@ T = TypeVar("T")
 #: Media types OpenAI vision accepts as they are.
 VISION_TYPES = {"image/png", "image/jpeg", "image/webp", "image/gif"}
 
-TITLE_MAX = 70
-DESCRIPTION_MAX = 200
+TITLE_MAX = stock.STRICTEST.title_max
+DESCRIPTION_MAX = stock.STRICTEST.description_max
 
 #: Default QC rules (SPEC §3), from the original app.
 QC_RULES = (
@@ -60,18 +61,6 @@ QC_RULES = (
     "deformed anatomy: malformed hands or fingers, distorted faces, extra or missing limbs",
     "obvious generation artifacts: melted or duplicated shapes, seams, noise, heavy blur",
 )
-
-#: Brand and character names stock sites reject in keywords; matched as whole words.
-TRADEMARKS = frozenset(
-    {
-        "adidas", "amazon", "apple", "barbie", "batman", "bmw", "chanel", "coca-cola",
-        "disney", "facebook", "ferrari", "gucci", "google", "harry potter", "hello kitty",
-        "instagram", "iphone", "ipad", "lego", "marvel", "mcdonalds", "mercedes",
-        "mickey mouse", "microsoft", "netflix", "nike", "nintendo", "pepsi", "pixar",
-        "playstation", "pokemon", "porsche", "samsung", "spiderman", "star wars", "starbucks",
-        "superman", "tesla", "tiktok", "xbox", "youtube",
-    }
-)  # fmt: skip
 
 #: Words never used to pad a short keyword list (see `short_keywords_policy`).
 PAD_STOPWORDS = frozenset(
@@ -160,44 +149,23 @@ def parse_json_answer(text: str) -> Any:
     raise InvalidAnswer("the answer is not JSON")
 
 
-def _cut(text: str, limit: int) -> str:
-    """At most `limit` characters, cut at a word boundary when there is one."""
-    text = " ".join(text.split())
-    if len(text) <= limit:
-        return text
-    cut = text[: limit + 1].rsplit(" ", 1)[0]
-    return (cut if len(cut) >= limit // 2 else text[:limit]).rstrip(" .,;:-")
-
-
-def _is_trademark(keyword: str) -> bool:
-    padded = f" {re.sub(r'[^a-z0-9-]+', ' ', keyword)} "
-    return any(f" {mark} " in padded for mark in TRADEMARKS)
-
-
 def normalize_metadata(
     answer: dict[str, Any], *, min_keywords: int, max_keywords: int, strict_count: bool
 ) -> ImageMetadata:
-    """Stock-ready metadata (SPEC §3) from a schema-valid answer, or InvalidAnswer.
-
-    Title: no commas, ≤ 70; description ≤ 200; keywords lowercase, unique, no trademarks,
-    at most `max_keywords`. Fewer than `min_keywords` is invalid while `strict_count`.
-    """
-    title = _cut(str(answer["title"]).replace(",", " ").strip().strip('"').rstrip("."), TITLE_MAX)
-    description = _cut(str(answer["description"]).strip().strip('"'), DESCRIPTION_MAX)
-    keywords: list[str] = []
-    for item in answer["keywords"]:
-        for part in str(item).split(","):
-            word = " ".join(part.strip().lstrip("#").lower().split())
-            if word and word not in keywords and not _is_trademark(word):
-                keywords.append(word)
-    keywords = keywords[:max_keywords]
-    if not title:
+    """Stock-ready metadata (`genfactory.stock` rules) from a schema-valid answer, or
+    InvalidAnswer. At most `max_keywords`; fewer than `min_keywords` is invalid while
+    `strict_count`."""
+    meta, _changes = stock.normalize_metadata(
+        str(answer["title"]), str(answer["description"]), [str(k) for k in answer["keywords"]]
+    )
+    keywords = list(meta.keywords[:max_keywords])
+    if not meta.title:
         raise InvalidAnswer("the title is empty")
-    if not description:
+    if not meta.description:
         raise InvalidAnswer("the description is empty")
     if not keywords or (strict_count and len(keywords) < min_keywords):
         raise InvalidAnswer(f"only {len(keywords)} usable keywords, {min_keywords} wanted")
-    return ImageMetadata(title=title, description=description, keywords=keywords)
+    return ImageMetadata(title=meta.title, description=meta.description, keywords=keywords)
 
 
 def vision_image(image: ImageInput) -> tuple[bytes, str]:
@@ -459,7 +427,7 @@ def short_keywords_policy(
     for word in re.findall(r"[a-z][a-z-]{2,}", text):
         if len(keywords) >= min(min_keywords, max_keywords):
             break
-        if word not in keywords and word not in PAD_STOPWORDS and not _is_trademark(word):
+        if word not in keywords and word not in PAD_STOPWORDS and not stock.trademark_in(word):
             keywords.append(word)
     return ImageMetadata(metadata.title, metadata.description, keywords)
 

@@ -744,3 +744,31 @@ def stats() -> dict[str, Any]:
             ).all()
         )
     return {"jobs": jobs, "images": images}
+
+
+# ---------------------------------------------------------------------------------------------
+# Exports
+
+
+def iter_images(
+    execution_id: int, *, status: str | None = None, batch: int = 500
+) -> Iterator[ImageRecord]:
+    """An execution's images in `list_images` order, read `batch` rows at a time, so an export
+    of a 10,000-image job holds one batch of rows, not all of them."""
+    offset = 0
+    while True:
+        with _session() as s:
+            query = (
+                select(GeneratedImage)
+                .where(GeneratedImage.execution_id == execution_id)
+                .order_by(GeneratedImage.slot, GeneratedImage.image_index, GeneratedImage.id)
+                .offset(offset)
+                .limit(batch)
+            )
+            if status:
+                query = query.where(GeneratedImage.status == status)
+            rows = [_record(ImageRecord, row) for row in s.scalars(query)]
+        yield from rows
+        if len(rows) < batch:
+            return
+        offset += batch
