@@ -150,8 +150,25 @@ def _get(session: Session, model: type[Any], row_id: int, what: str) -> Any:
     return row
 
 
-def _record(cls: type[Any], row: Any) -> Any:
-    values = {f.name: getattr(row, f.name) for f in dataclasses.fields(cls)}
+def _columns(cls: type[Any], model: type[Any]) -> list[Any]:
+    """The model's columns a record class holds, labelled by attribute name."""
+    return [getattr(model, f.name) for f in dataclasses.fields(cls)]
+
+
+def _fetch(session: Session, cls: type[Any], model: type[Any], row_id: int, what: str) -> Any:
+    """One row as a record, by a plain column select (no ORM identity map: cheaper on the
+    hot path of every step)."""
+    row = session.execute(select(*_columns(cls, model)).where(model.id == row_id)).first()
+    if row is None:
+        raise NotFound(f"{what} {row_id} does not exist")
+    return _record(cls, row._mapping, mapping=True)
+
+
+def _record(cls: type[Any], row: Any, *, mapping: bool = False) -> Any:
+    if mapping:
+        values = {f.name: row[f.name] for f in dataclasses.fields(cls)}
+    else:
+        values = {f.name: getattr(row, f.name) for f in dataclasses.fields(cls)}
     for key, value in values.items():
         # SQLite hands back naive datetimes; every time in the store is UTC.
         if isinstance(value, datetime) and value.tzinfo is None:
@@ -209,8 +226,8 @@ def create_execution(
 
 def get_execution(execution_id: int) -> ExecutionRecord:
     with _reading() as s:
-        row = _get(s, JobExecution, execution_id, "job")
-        return _record(ExecutionRecord, row)
+        record: ExecutionRecord = _fetch(s, ExecutionRecord, JobExecution, execution_id, "job")
+        return record
 
 
 def find_execution_by_flow_run(flow_run_id: str) -> ExecutionRecord | None:
@@ -256,25 +273,33 @@ def _cas(
     new: str,
     what: str,
     values: dict[str, Any],
-) -> None:
-    """Compare-and-set one row's status: `UPDATE … WHERE id = ? AND status IN expected`."""
+    record: type[Any] | None = None,
+) -> Any:
+    """Compare-and-set one row's status: `UPDATE … WHERE id = ? AND status IN expected`.
+    With `record`, returns the updated row as that record class (UPDATE … RETURNING)."""
     expected_set = {expected} if isinstance(expected, str) else set(expected)
     for current in expected_set:
         if not allowed(table, current, new):
             raise TransitionError(f"{what} {row_id}: {current} -> {new} is not a status change")
-    result = session.execute(
+    statement = (
         update(model)
         .where(model.id == row_id, model.status.in_(expected_set))
         .values(status=new, **values)
+        .execution_options(synchronize_session=False)
     )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
-        current_row = session.get(model, row_id)
-        if current_row is None:
-            raise NotFound(f"{what} {row_id} does not exist")
-        raise TransitionError(
-            f"{what} {row_id} is {current_row.status}, expected {' or '.join(sorted(expected_set))}"
-            f" (to become {new})"
-        )
+    if record is not None:
+        row = session.execute(statement.returning(*_columns(record, model))).first()
+        if row is not None:
+            return _record(record, row._mapping, mapping=True)
+    elif session.execute(statement).rowcount == 1:  # type: ignore[attr-defined]
+        return None
+    found = session.execute(select(model.status).where(model.id == row_id)).scalar()
+    if found is None:
+        raise NotFound(f"{what} {row_id} does not exist")
+    raise TransitionError(
+        f"{what} {row_id} is {found}, expected {' or '.join(sorted(expected_set))}"
+        f" (to become {new})"
+    )
 
 
 def transition_execution(
@@ -442,8 +467,8 @@ def add_slots(execution_id: int, slots: Sequence[dict[str, Any]]) -> list[int]:
 
 def get_slot(slot_id: int) -> SlotRecord:
     with _reading() as s:
-        row = _get(s, GenerationSlot, slot_id, "slot")
-        return _record(SlotRecord, row)
+        record: SlotRecord = _fetch(s, SlotRecord, GenerationSlot, slot_id, "slot")
+        return record
 
 
 def get_slot_by_number(execution_id: int, slot: int) -> SlotRecord | None:
@@ -584,8 +609,8 @@ def add_images(
 
 def get_image(image_id: int) -> ImageRecord:
     with _reading() as s:
-        row = _get(s, GeneratedImage, image_id, "image")
-        return _record(ImageRecord, row)
+        record: ImageRecord = _fetch(s, ImageRecord, GeneratedImage, image_id, "image")
+        return record
 
 
 def list_images(
@@ -649,8 +674,18 @@ def transition_image(
     if unknown:
         raise ValueError(f"cannot update image fields {sorted(unknown)}")
     with _session() as s:
-        _cas(s, GeneratedImage, IMAGE_TRANSITIONS, image_id, expected, new, "image", fields)
-        return _record(ImageRecord, _get(s, GeneratedImage, image_id, "image"))
+        record: ImageRecord = _cas(
+            s,
+            GeneratedImage,
+            IMAGE_TRANSITIONS,
+            image_id,
+            expected,
+            new,
+            "image",
+            fields,
+            ImageRecord,
+        )
+        return record
 
 
 def open_images(execution_id: int) -> list[ImageRecord]:
