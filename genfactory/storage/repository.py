@@ -537,17 +537,6 @@ def open_slots(execution_id: int) -> list[SlotRecord]:
         return [_record(SlotRecord, row) for row in rows]
 
 
-def slot_counts(execution_id: int) -> dict[str, int]:
-    """Slots of an execution per status."""
-    with _reading() as s:
-        rows = s.execute(
-            select(GenerationSlot.status, func.count())
-            .where(GenerationSlot.execution_id == execution_id)
-            .group_by(GenerationSlot.status)
-        )
-        return {status: count for status, count in rows}
-
-
 # ---------------------------------------------------------------------------------------------
 # Images
 
