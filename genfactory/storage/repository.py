@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select, text, update
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session
 
 from genfactory.statuses import (
@@ -150,15 +151,37 @@ def _get(session: Session, model: type[Any], row_id: int, what: str) -> Any:
     return row
 
 
-def _columns(cls: type[Any], model: type[Any]) -> list[Any]:
-    """The model's columns a record class holds, labelled by attribute name."""
-    return [getattr(model, f.name) for f in dataclasses.fields(cls)]
+_NAMES: dict[Any, dict[str, str]] = {}
+_LABELLED: dict[Any, tuple[Any, ...]] = {}
+
+
+def _column_names(model: type[Any]) -> dict[str, str]:
+    """Attribute name -> column name (`image_metadata` is stored as `metadata`)."""
+    if model not in _NAMES:
+        _NAMES[model] = {a.key: a.columns[0].name for a in sa_inspect(model).column_attrs}
+    return _NAMES[model]
+
+
+def _columns(cls: type[Any], model: type[Any]) -> tuple[Any, ...]:
+    """The table columns a record class holds, labelled by attribute name."""
+    key = (cls, model)
+    if key not in _LABELLED:
+        names = _column_names(model)
+        _LABELLED[key] = tuple(
+            model.__table__.c[names[f.name]].label(f.name) for f in dataclasses.fields(cls)
+        )
+    return _LABELLED[key]
 
 
 def _fetch(session: Session, cls: type[Any], model: type[Any], row_id: int, what: str) -> Any:
-    """One row as a record, by a plain column select (no ORM identity map: cheaper on the
-    hot path of every step)."""
-    row = session.execute(select(*_columns(cls, model)).where(model.id == row_id)).first()
+    """One row as a record, by a Core select on the session's connection: the hot path of
+    every step skips the ORM's per-statement work."""
+    table = model.__table__
+    row = (
+        session.connection()
+        .execute(select(*_columns(cls, model)).where(table.c.id == row_id))
+        .first()
+    )
     if row is None:
         raise NotFound(f"{what} {row_id} does not exist")
     return _record(cls, row._mapping, mapping=True)
@@ -281,19 +304,21 @@ def _cas(
     for current in expected_set:
         if not allowed(table, current, new):
             raise TransitionError(f"{what} {row_id}: {current} -> {new} is not a status change")
+    rows = model.__table__
+    names = _column_names(model)
     statement = (
-        update(model)
-        .where(model.id == row_id, model.status.in_(expected_set))
-        .values(status=new, **values)
-        .execution_options(synchronize_session=False)
+        update(rows)
+        .where(rows.c.id == row_id, rows.c.status.in_(expected_set))
+        .values({names[key]: value for key, value in {"status": new, **values}.items()})
     )
+    connection = session.connection()
     if record is not None:
-        row = session.execute(statement.returning(*_columns(record, model))).first()
+        row = connection.execute(statement.returning(*_columns(record, model))).first()
         if row is not None:
             return _record(record, row._mapping, mapping=True)
-    elif session.execute(statement).rowcount == 1:  # type: ignore[attr-defined]
+    elif connection.execute(statement).rowcount == 1:
         return None
-    found = session.execute(select(model.status).where(model.id == row_id)).scalar()
+    found = connection.execute(select(rows.c.status).where(rows.c.id == row_id)).scalar()
     if found is None:
         raise NotFound(f"{what} {row_id} does not exist")
     raise TransitionError(
