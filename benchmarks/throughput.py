@@ -245,7 +245,8 @@ def main() -> None:
         }
         polls = 1
         if args.offline:
-            settings_data["generation"] = {"variations": 1, "local_long_side": args.long_side}
+            settings_data["job"]["variations"] = 1
+            settings_data["generation"] = {"local_long_side": args.long_side}
             images_per_slot = 1
             critical = 0.0
         else:
