@@ -1,11 +1,8 @@
 """`generate_job` and `resume_job`: one flow run per job (or resume), the slots mapped as one
 `slot/<n>` task each on a thread pool capped at `job.max_concurrency`, then `reconcile` and the
-summary (SPEC §1). Why a task per slot and not a subflow: benchmarks/README.md.
+summary (SPEC §1). Why a task per slot and not a subflow: benchmarks/README.md."""
 
-No `from __future__ import annotations` here: Prefect validates a deployment run's parameters
-against the signature of the flow loaded from its entrypoint, a module Prefect imports under
-its own name, where string annotations such as "Settings" cannot be resolved
-("`Generate_JobModel` is not fully defined")."""
+from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
