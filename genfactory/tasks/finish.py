@@ -125,6 +125,14 @@ def summarize(execution_id: int) -> dict[str, Any]:
     }
 
 
+def report_link(execution_id: int) -> str | None:
+    """The job's HTML report for the summary artifact (markdown link or URL), or None.
+
+    A placeholder for the exports branch (issue 18): return the report's location once the
+    job's report exists; the summary artifact then names it."""
+    return None
+
+
 def _summary_artifact(execution_id: int, summary: dict[str, Any]) -> None:
     rows = [
         {"slot": f["slot"], "image": "", "status": "slot failed", "file": "", "detail": f["error"]}
@@ -155,6 +163,9 @@ def _summary_artifact(execution_id: int, summary: dict[str, Any]) -> None:
         )
         + f". Output: {summary['output_dir']}"
     )
+    report = report_link(execution_id)
+    if report:
+        description += f". Report: {report}"
     # The API may be unreachable; the store has everything.
     with contextlib.suppress(Exception):
         create_table_artifact(
