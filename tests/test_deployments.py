@@ -96,7 +96,7 @@ def test_the_generate_form_needs_only_a_keywords_file_and_a_count() -> None:
 def test_a_job_from_a_keywords_file_and_a_count_produces_images(
     tmp_path: Path, prefect_harness: None
 ) -> None:
-    from genfactory.flows import generate_job
+    from genfactory.flows.generate_job import generate_job
 
     overrides = {
         "job.output_dir": str(tmp_path / "out"),
@@ -124,7 +124,7 @@ def test_a_job_from_a_keywords_file_and_a_count_produces_images(
 def test_a_job_without_a_label_is_named_after_its_run(
     tmp_path: Path, prefect_harness: None
 ) -> None:
-    from genfactory.flows import generate_job
+    from genfactory.flows.generate_job import generate_job
 
     state = generate_job(
         keywords_file=str(ROOT / "examples" / "keywords.txt"),
@@ -145,7 +145,7 @@ def test_settings_and_small_parameters_together_are_refused(
     tmp_path: Path, prefect_harness: None
 ) -> None:
     from genfactory.config import load_settings
-    from genfactory.flows import generate_job
+    from genfactory.flows.generate_job import generate_job
 
     settings = load_settings(overrides={"job.keywords_file": "k.txt"}, environ={})
     with pytest.raises(ConfigError, match="either settings or keywords_file"):
