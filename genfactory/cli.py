@@ -632,6 +632,52 @@ def server_status() -> None:
         raise typer.Exit(1)
 
 
+# ---------------------------------------------------------------------------------------------
+# serve
+
+
+@app.command(
+    epilog="Example:\n\n  genfactory serve\n\n  then start a run from the UI, or:\n\n"
+    "  prefect deployment run 'generate-job/generate' "
+    '--params \'{"keywords_file": "examples/keywords.txt", "count": 4}\''
+)
+def serve(
+    file: Annotated[
+        Path | None, typer.Option("--file", "-f", help="prefect.yaml with the deployments.")
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", help="At most this many runs at once.", min=1)
+    ] = None,
+) -> None:
+    """Serve the deployments of prefect.yaml from this process (no work pool, no worker): runs
+    started from the Prefect UI, `prefect deployment run` or a schedule execute here, with this
+    process's environment (API keys, store). Ctrl-C stops it."""
+    from genfactory import serve as serving
+
+    path = file or (Path("prefect.yaml") if Path("prefect.yaml").is_file() else None)
+    path = path or serving.DEFAULT_FILE
+    api_url = guarded(server.choose_api)
+    if api_url is None:
+        raise fail(
+            "serving needs a Prefect server that outlives this command; unset "
+            "GENFACTORY_PREFECT_SERVER=ephemeral or set PREFECT_API_URL"
+        )
+    deployments, skipped = guarded(lambda: serving.served_deployments(path))
+    if guarded(lambda: server.ensure_started(api_url)):
+        err_console.print(f"Started the local Prefect server (UI: {server.status().ui_url}).")
+    for line in skipped:
+        err_console.print(f"[yellow]not served[/] {escape(line)}", highlight=False)
+    names = ", ".join(f"{d.flow_name}/{d.name}" for d in deployments)
+    console.print(
+        f"Serving {names} (API {api_url}); Ctrl-C stops.", highlight=False, soft_wrap=True
+    )
+    code = serving.serve(
+        deployments, limit, lambda line: err_console.print(escape(line), highlight=False)
+    )
+    console.print("Stopped serving.")
+    raise typer.Exit(code)
+
+
 @app.command("settings")
 def settings_cmd() -> None:
     """Print every setting with its default, as a TOML settings file."""

@@ -224,7 +224,9 @@ def test_a_killed_job_resumes_to_the_same_result_without_paying_twice(
     assert len(creates) == count and set(prompts.values()) == {1}  # one create per slot
     vision = [r for r in fake.requests("openai") if "json_schema" in str(r.json)]
     images = count * 4
-    assert len(vision) <= 2 * images  # QC and metadata: at most once per image each
+    # QC and metadata once per image each; a call in flight at the kill (at most one per slot
+    # running, max_concurrency = 2) had no answer recorded and is made again by the resume.
+    assert len(vision) <= 2 * images + 2
 
     slots = repository.list_slots(execution.id)
     assert all(s.status in FINAL_SLOT_STATUSES for s in slots)

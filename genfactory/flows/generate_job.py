@@ -4,6 +4,7 @@ summary (SPEC §1). Why a task per slot and not a subflow: benchmarks/README.md.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from prefect import flow
@@ -12,25 +13,55 @@ from prefect.futures import PrefectFuture, as_completed
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from genfactory.config import Settings
+from genfactory.config import Settings, load_settings
 from genfactory.engine.control import JobControl
+from genfactory.errors import ConfigError
 from genfactory.statuses import JobStatus
 from genfactory.tasks.finish import finish_job
-from genfactory.tasks.initialize import JobPlan, initialize_job, resume_execution
+from genfactory.tasks.initialize import JobPlan, default_label, initialize_job, resume_execution
 from genfactory.tasks.lifecycle import execution_of_flow_run, mark_stopped
 from genfactory.tasks.pipeline import reconcile, run_slot
 from genfactory.tasks.progress import advance, start_progress
 from genfactory.tasks.runtime import get_runtime
 
+RUN_PREFIX = "generate-job/"
+
 
 def _job_run_name() -> str:
-    settings = flow_run.parameters.get("settings")
-    label = None
+    """`generate-job/<label>`; a job without a label gets its default label here, and the flow
+    reads it back from the run name, so the run and the job carry the same name."""
+    parameters = flow_run.parameters
+    settings = parameters.get("settings")
+    label = parameters.get("label") or (parameters.get("overrides") or {}).get("job.label")
     if isinstance(settings, Settings):
         label = settings.job.label
     elif isinstance(settings, dict):
         label = (settings.get("job") or {}).get("label")
-    return f"generate-job/{label or 'job'}"
+    return f"{RUN_PREFIX}{label or default_label()}"
+
+
+def _deployment_settings(
+    keywords_file: str | None,
+    count: int | None,
+    label: str | None,
+    config_file: str | None,
+    overrides: dict[str, Any] | None,
+) -> Settings:
+    """Settings for a run started with small parameters (the UI, `prefect deployment run`, a
+    schedule): the optional TOML file, then the worker's GENFACTORY_* environment, then the
+    overrides, then the named parameters; secrets stay in the worker's environment."""
+    dotted: dict[str, Any] = dict(overrides or {})
+    for key, value in (
+        ("job.keywords_file", keywords_file),
+        ("job.count", count),
+        ("job.label", label),
+    ):
+        if value is not None:
+            dotted[key] = value
+    if "job.label" not in dotted:
+        name = flow_run.name or ""
+        dotted["job.label"] = name.removeprefix(RUN_PREFIX) if name else default_label()
+    return load_settings(Path(config_file) if config_file else None, overrides=dotted)
 
 
 def _ui_cancel_requested() -> str | None:
@@ -101,8 +132,34 @@ _HOOKS: dict[str, Any] = {
 
 
 @flow(name="generate-job", flow_run_name=_job_run_name, **_HOOKS)
-def generate_job(settings: Settings) -> dict[str, Any]:
-    """Turn keywords into finished images (SPEC §1). Returns the job summary."""
+def generate_job(
+    settings: Settings | None = None,
+    keywords_file: str | None = None,
+    count: int | None = None,
+    label: str | None = None,
+    config_file: str | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Turn keywords into finished images (SPEC §1). Returns the job summary.
+
+    Args:
+        settings: The complete settings (the CLI passes them); leave empty to build them from
+            the fields below and the settings model's defaults.
+        keywords_file: Keywords .txt (one per line) or .csv, on the worker; relative paths
+            are relative to the worker's project directory.
+        count: Generation slots (each makes generation.variations images).
+        label: Job label; default job_YYYYMMDD_HHMMSS.
+        config_file: A TOML settings file on the worker, read before the fields above.
+        overrides: Any setting by dotted name, e.g. {"processing.convert_format": "jpg"}.
+    """
+    small = (keywords_file, count, label, config_file, overrides)
+    if settings is None:
+        settings = _deployment_settings(keywords_file, count, label, config_file, overrides)
+    elif any(value is not None for value in small):
+        raise ConfigError(
+            "pass either settings or keywords_file/count/label/config_file/overrides, not both; "
+            "put the changes into settings or leave settings empty"
+        )
     return _run(initialize_job(settings))
 
 

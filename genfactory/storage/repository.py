@@ -784,14 +784,18 @@ def approved_hashes(execution_id: int | None) -> list[tuple[int, str]]:
 def stats() -> dict[str, Any]:
     """Store-wide counts: executions per status, images per status."""
     with _reading() as s:
-        jobs = dict(
-            s.execute(select(JobExecution.status, func.count()).group_by(JobExecution.status)).all()
-        )
-        images = dict(
-            s.execute(
+        jobs: dict[str, int] = {
+            str(status): int(n)
+            for status, n in s.execute(
+                select(JobExecution.status, func.count()).group_by(JobExecution.status)
+            ).all()
+        }
+        images: dict[str, int] = {
+            str(status): int(n)
+            for status, n in s.execute(
                 select(GeneratedImage.status, func.count()).group_by(GeneratedImage.status)
             ).all()
-        )
+        }
     return {"jobs": jobs, "images": images}
 
 

@@ -5,10 +5,12 @@ keeps the caps as Prefect global concurrency limits named `genfactory-<service>`
 across processes, workers and concurrent jobs, and show in the UI. "process" (or "auto" without
 a server) keeps them in this process with semaphores.
 
-Prefect's slots cost API calls (measured: ~25 ms to acquire and ~100 ms to release on an idle
-server, 1-5 s under a running job on the SQLite-backed server), so the Prefect limiter waits
-on a local semaphore first: a process never queues more acquisitions at the server than the
-cap, and within one process waiting stays cheap.
+Prefect's slots cost API calls (benchmarks/limits.py: ~130 ms per acquire + release on a
+PostgreSQL-backed server, ~165 ms with four callers; 1-5 s under a running job on a SQLite-backed
+one), so the Prefect limiter waits on a local semaphore first: a process never queues more
+acquisitions at the server than the cap, and within one process waiting stays cheap. Hence the
+default `process` on one machine, and `prefect` on several workers (README, "From one machine
+to many").
 """
 
 from __future__ import annotations
