@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
+from typing import Any
 
 from genfactory.providers.base import ImageInput, MetadataRequest
 from genfactory.statuses import ImageStatus
@@ -53,10 +54,19 @@ def describe(runtime: JobRuntime, image: ImageRecord) -> ImageRecord:
     return image
 
 
-def approve(runtime: JobRuntime, image: ImageRecord) -> ImageRecord:
+def approve(
+    runtime: JobRuntime,
+    image: ImageRecord,
+    *,
+    expected: ImageStatus = ImageStatus.PROCESSED,
+    rejected: ImageStatus = ImageStatus.QC_FAILED,
+    check_duplicates: bool = True,
+    **fields: Any,
+) -> ImageRecord:
     """`processed` → `approved` with its file in the output directory, or `qc_failed` when a
     near-duplicate was approved meanwhile (the check and the approval are one serialised
-    transaction in the store, across processes)."""
+    transaction in the store, across processes). A retry approves from `processing` and is
+    rejected as `retry_failed`; a manual approval skips the near-duplicate check."""
     staged = staged_path(runtime, image)
     final = link_no_clobber(
         staged,
@@ -66,10 +76,13 @@ def approve(runtime: JobRuntime, image: ImageRecord) -> ImageRecord:
     )
     approved, duplicate_of = repository.approve_image(
         image.id,
-        judge(runtime, image),
+        judge(runtime, image) if check_duplicates else None,
         duplicate_scope(runtime),
+        expected=expected,
+        rejected=rejected,
         final_image_path=str(final),
         temp_image_path=None,
+        **fields,
     )
     fields = {"slot": image.slot, "image_index": image.image_index}
     if duplicate_of is not None:
