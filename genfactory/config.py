@@ -522,7 +522,9 @@ def parse_set_option(item: str) -> tuple[str, Any]:
     """'processing.jpg_quality=90' -> ('processing.jpg_quality', 90): values parse as TOML."""
     key, sep, raw = item.partition("=")
     if not sep or not key.strip():
-        raise ConfigError(f"--set {item!r} must look like section.name=value")
+        raise ConfigError(
+            f"--set {item!r} must look like section.name=value, e.g. processing.jpg_quality=90"
+        )
     raw = raw.strip()
     try:
         value = tomllib.loads(f"v = {raw}")["v"]

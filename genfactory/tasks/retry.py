@@ -180,7 +180,13 @@ def _retry(image_id: int, overrides: dict[str, Any], manual: bool) -> str:
         source = image.temp_image_path
         if not source or not Path(source).is_file():
             raise UserError(f"the original of image {image.id} is no longer in temp ({source})")
-        render_staged(runtime, source, staged_path(runtime, image))
+        outcome, _note = render_staged(runtime, source, staged_path(runtime, image))
+        image = repository.update_image(
+            image.id,
+            width=outcome["width"],
+            height=outcome["height"],
+            media_type=f"image/{'jpeg' if outcome['format'] == 'jpg' else outcome['format']}",
+        )
         image = describe(runtime, image)
         image = approve(
             runtime,
