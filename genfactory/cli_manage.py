@@ -143,7 +143,7 @@ def retry(
 
     From the originals kept in temp; --set changes processing.* or metadata.* settings.
     """
-    request = {
+    request: dict[str, Any] = {
         "job_id": job,
         "image_ids": list(image or []) or None,
         "statuses": list(status or []) or None,
@@ -162,7 +162,7 @@ def images_approve(
 
     The row records that it was approved by hand.
     """
-    request = {
+    request: dict[str, Any] = {
         "job_id": None,
         "image_ids": list(image_ids),
         "statuses": None,

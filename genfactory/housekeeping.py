@@ -114,9 +114,9 @@ def clean_candidates(older_than: float) -> FileReport:
             busy_jobs.add(image.execution_id)
     queued = {w.target_id for w in repository.list_work("retry", ("pending", "running"))}
     for image_id in queued:
-        path = repository.get_image(image_id).temp_image_path
-        if path:
-            needed.add(Path(path).resolve())
+        original = repository.get_image(image_id).temp_image_path
+        if original:
+            needed.add(Path(original).resolve())
     # A running job may hold a file it downloaded a moment ago and has not recorded yet.
     min_age = max(older_than, 3600.0) if busy_jobs else older_than
     now = time.time()

@@ -216,7 +216,7 @@ def _check_quotes_closed(path: Path, text: str) -> None:
         if "unexpected end of data" not in str(exc):
             return  # other irregular quoting reads as before
         raise InputFileError(
-            f"keywords file {path}: line {previous_end + 1} opens a quote (\") that is never "
+            f'keywords file {path}: line {previous_end + 1} opens a quote (") that is never '
             "closed; close it, or remove it"
         ) from None
 

@@ -4,6 +4,7 @@ job after another, and a bulk a killed worker left continued with the remaining 
 
 from __future__ import annotations
 
+import itertools
 import socket
 import subprocess
 import sys
@@ -72,7 +73,7 @@ def test_a_bulk_rerun_runs_one_job_after_another_and_leaves_the_sources_untouche
         assert rerun.label.startswith(f"source{sources.index(source)}_rerun_")
         files = [i.final_image_path for i in repository.list_images(execution_id=rerun.id)]
         assert files and all(str(f).endswith(".jpg") for f in files)
-    for earlier, later in zip(reruns, reruns[1:], strict=False):
+    for earlier, later in itertools.pairwise(reruns):
         assert earlier.completed_at is not None and later.started_at is not None
         assert earlier.completed_at <= later.started_at  # never overlapping
 
@@ -94,7 +95,7 @@ def test_a_bulk_a_killed_worker_left_continues_with_the_job_it_ran_and_the_rest(
 
     summaries = rerun_jobs()
 
-    assert [s["execution_id"] for s in summaries][0] == plan.execution_id  # resumed, not new
+    assert summaries[0]["execution_id"] == plan.execution_id  # resumed, not new
     reruns = [e for e in repository.list_executions() if e.rerun_of_id is not None]
     assert sorted(e.rerun_of_id for e in reruns) == sorted(sources)  # one rerun per job
     assert all(e.status == JobStatus.COMPLETED for e in reruns)

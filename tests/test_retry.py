@@ -4,8 +4,10 @@ job's status and times untouched, a batch a crash left taken up by the next retr
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,9 +19,21 @@ from genfactory.statuses import ImageStatus
 from genfactory.storage import repository
 from genfactory.tasks.retry import queue_retries
 from tests.fakes.server import FakeServices
-from tests.test_services_e2e import fake, remote_settings  # noqa: F401 (fixture)
+from tests.test_services_e2e import remote_settings
 
 pytestmark = [pytest.mark.prefect, pytest.mark.usefixtures("prefect_harness")]
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeServices]:
+    """The fakes, small images, and the environment a user would export for them."""
+    services = FakeServices(image_long_side=192).start()
+    for name, value in services.env().items():
+        monkeypatch.setenv(name, value)
+    try:
+        yield services
+    finally:
+        services.stop()
 
 
 def _qc_requests(services: FakeServices) -> list[object]:
@@ -60,7 +74,7 @@ def test_a_retry_with_new_settings_reprocesses_without_qc_and_keeps_the_job_stat
         assert image.status == ImageStatus.APPROVED
         final = Path(str(image.final_image_path))
         assert final.parent == tmp_path / "out" and final.suffix == ".jpg"
-        assert final.read_bytes()[:2] == b"\xff\xd8"
+        assert final.read_bytes()[:2] == b"\xff\xd8" and image.media_type == "image/jpeg"
         assert str(image.image_metadata["title"]).encode() in final.read_bytes()
         assert image.processing_settings["jpg_quality"] == 40
         assert image.history[-1]["status"] == "approved"
@@ -118,7 +132,7 @@ def test_a_batch_left_by_a_killed_retry_is_finished_by_the_next_one(
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     items = repository.claim_next_batch(
-        "retry", host=__import__("socket").gethostname(), pid=dead.pid, gone=lambda h, p: False
+        "retry", host=socket.gethostname(), pid=dead.pid, gone=lambda h, p: False
     )
     assert len(items) == 4
     repository.transition_image(

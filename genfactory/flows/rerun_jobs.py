@@ -54,10 +54,15 @@ def rerun_jobs(
         for item_id, source_id, result_id, item_overrides in batch:
             try:
                 plan = start_task(item_id, source_id, result_id, item_overrides)
-                if plan is not None:
-                    summaries.append({**run_plan(plan), "rerun_of_id": source_id})
+                summary = None if plan is None else run_plan(plan)
             except Exception as exc:  # one job's failure must not hold up the others
                 end_task(item_id, describe_error(exc))
                 continue
+            if summary is not None:
+                summaries.append({**summary, "rerun_of_id": source_id})
+                if summary["status"] == "cancelled":
+                    # Stopped by the user: the bulk stops too; the next `genfactory rerun`
+                    # resumes this job, then runs the rest.
+                    return summaries
             end_task(item_id, None)
     return summaries
