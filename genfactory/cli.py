@@ -677,9 +677,12 @@ def main() -> None:
         sys.exit(130)
 
 
-if __name__ == "__main__":
-    main()
-
-
 # Commands on finished jobs (retry, rerun, images approve/show, jobs delete, clean).
 from genfactory import cli_manage as _cli_manage  # noqa: E402, F401
+
+if __name__ == "__main__":
+    # `python -m genfactory.cli`: run the app of the imported module, on which every
+    # command module registered its commands (this __main__ copy has only its own).
+    from genfactory.cli import main as _main
+
+    _main()
