@@ -119,11 +119,27 @@ def run(
         Path | None, typer.Option("--output-dir", "-o", help="Where approved files go.")
     ] = None,
     label: Annotated[str | None, typer.Option("--label", "-l", help="Job label.")] = None,
+    images: Annotated[
+        Path | None,
+        typer.Option("--images", help="Use the image files in DIR instead of generating."),
+    ] = None,
     set_: Annotated[
         list[str] | None,
         typer.Option("--set", "-s", help="Any setting by dotted name: section.name=value."),
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show run logs.")] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Validate, print the slots, images, calls per service and the estimated "
+            "cost, then stop: no job, no row, no directory, no service contacted.",
+        ),
+    ] = False,
+    max_cost: Annotated[
+        float | None,
+        typer.Option("--max-cost", help="Budget in USD (job.max_cost): stop before passing it."),
+    ] = None,
 ) -> None:
     """Run a job: generate, check, process and describe images, with a progress bar."""
     if not verbose:
@@ -137,9 +153,15 @@ def run(
         ("job.count", count),
         ("job.output_dir", output_dir),
         ("job.label", label),
+        ("job.max_cost", max_cost),
+        ("job.images_dir", images),
     ):
         if value is not None:
             overrides[key] = str(value) if isinstance(value, Path) else value
+
+    if dry_run:
+        guarded(lambda: _dry_run(load_settings(config, overrides=overrides)))
+        return
 
     def _load() -> Any:
         settings = load_settings(config, overrides=overrides)
@@ -197,6 +219,52 @@ def _exit_code(summary: dict[str, Any]) -> int:
     if summary.get("stopped_by_signal"):
         return 130
     return 0 if summary["status"] == "completed" else 1
+
+
+def _dry_run(settings: Any) -> None:
+    """`run --dry-run`: the checks of a run that create nothing, then the plan and its cost."""
+    from genfactory import pricing, prompting
+    from genfactory.config import Credentials
+    from genfactory.providers.registry import check_credentials
+
+    check_credentials(settings, Credentials.from_env())
+    if settings.job.keywords_file is None:
+        raise UserError(
+            "no keywords file: pass --keywords FILE or set job.keywords_file in the settings file"
+        )
+    source = prompting.read_keywords(Path(settings.job.keywords_file).expanduser())
+    template = prompting.load_template(settings.prompts.template, settings.providers.prompt)
+    plans = prompting.plan_slots(
+        source,
+        template,
+        settings.job.count,
+        settings.generation.aspect_ratios,
+        random_order=settings.job.keyword_random,
+        seed=settings.job.seed,
+    )
+    slots = len(plans)
+    calls = pricing.planned_calls(settings, slots)
+    table = Table(title="Dry run: what this job would do (nothing was created or sent)")
+    table.add_column("service")
+    table.add_column("calls at most (first tries)")
+    table.add_column("estimated cost", justify="right")
+    for row in pricing.cost_rows(settings, calls):
+        table.add_row(*row)
+    console.print(f"slots {slots}, images {slots * settings.images_per_slot}", highlight=False)
+    console.print(table)
+    budget = settings.job.max_cost
+    vision = calls.get("openai", {}).get("vision_calls", 0)
+    if vision and settings.openai.max_attempts > 1:
+        console.print(
+            f"Malformed vision answers may cost up to {settings.openai.max_attempts} calls "
+            f"each ({vision * settings.openai.max_attempts} in all).",
+            highlight=False,
+        )
+    if budget is not None:
+        total = pricing.estimate_cost(settings, calls)["total"]
+        verdict = "within" if total <= budget else "OVER; the job would stop at"
+        console.print(f"Budget: job.max_cost = ${budget:g}, {verdict} it.", highlight=False)
+    console.print("Prices: the \\[pricing] settings; edit them for your plan.", highlight=False)
 
 
 def _quiet_console_logs() -> None:
@@ -418,6 +486,13 @@ def _print_summary(summary: dict[str, Any]) -> None:
     )
     console.print(f"Store: {describe_url(database_url())}", highlight=False, soft_wrap=True)
     console.print(f"Log: {summary['log_path']}", highlight=False, soft_wrap=True)
+    if summary.get("report_path"):
+        console.print(f"Report: {summary['report_path']}", highlight=False, soft_wrap=True)
+    execution = repository.get_execution(summary["execution_id"])
+    costs = _cost_rows(execution.settings_snapshot, execution.usage or {})
+    if len(costs) > 1:
+        shown = ", ".join(f"{name.removeprefix('cost ')} {value}" for name, value in costs)
+        console.print(f"Cost: {shown}", highlight=False, soft_wrap=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -513,6 +588,7 @@ def jobs_show(
         rows.append(
             (f"usage {service}", ", ".join(f"{k} {v:g}" for k, v in sorted(values.items())))
         )
+    rows += _cost_rows(e.settings_snapshot, e.usage or {})
     providers = e.settings_snapshot.get("providers", {})
     rows.append(("providers", ", ".join(f"{k}={v}" for k, v in providers.items())))
     # The settings as the job ran (the snapshot holds no secrets), one row per section.
@@ -529,6 +605,21 @@ def _plain_record(record: Any) -> dict[str, Any]:
     from genfactory.cli_output import plain
 
     return dict(plain(record))
+
+
+def _cost_rows(snapshot: dict[str, Any], usage: dict[str, Any]) -> list[tuple[str, Any]]:
+    """`jobs show`: the estimated cost per service, from the usage and the job's own prices."""
+    from genfactory import pricing
+    from genfactory.config import Settings
+
+    try:
+        settings = Settings.model_validate(snapshot)
+    except ValueError:  # a snapshot from an older version: today's default prices
+        settings = Settings()
+    return [
+        (f"cost {service}", f"{cost} (estimated)")
+        for service, _calls, cost in pricing.cost_rows(settings, usage)
+    ]
 
 
 def _when(moment: Any) -> str:
@@ -663,6 +754,56 @@ def server_status() -> None:
 def settings_cmd() -> None:
     """Print every setting with its default, as a TOML settings file."""
     console.print(settings_template(), markup=False, highlight=False, soft_wrap=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# export
+
+#: Changes printed on the terminal; the export's report file lists every one.
+_CHANGES_SHOWN = 200
+
+
+@app.command(
+    "export",
+    epilog="Examples:\n\n  genfactory export 3 --format xlsx\n\n"
+    "  genfactory export 3 4 --format zip --out ~/uploads/spring.zip\n\n"
+    "  genfactory export 3 --format adobe-csv --out ~/uploads/adobe",
+)
+def export_cmd(
+    job_ids: Annotated[list[int], typer.Argument(help="Job (execution) ids.", show_default=False)],
+    format_: Annotated[
+        str,
+        typer.Option(
+            "--format", "-f", help="xlsx, adobe-csv, freepik-csv, zip or html.", show_default=True
+        ),
+    ] = "xlsx",
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="A file for one job; a folder (or .zip) for several."),
+    ] = None,
+) -> None:
+    """Export jobs: Excel workbook, stock-site CSVs, an image ZIP or an HTML report.
+
+    No Prefect start-up: it reads the store and writes files (so does the export-job flow).
+
+    No Shutterstock export: Shutterstock refuses AI-generated content.
+    """
+    from genfactory.exports import run_export
+
+    result = guarded(lambda: run_export(job_ids, format_, out))
+    for line in result.changes[:_CHANGES_SHOWN]:
+        console.print(f"[yellow]changed[/] {escape(line)}", highlight=False, soft_wrap=True)
+    hidden = result.changes_total - len(result.changes[:_CHANGES_SHOWN])
+    if hidden > 0:
+        console.print(f"... and {hidden} more in {result.report or result.path}", highlight=False)
+    if result.changes_total:
+        console.print(
+            f"{result.changes_total} change(s) the stock limits forced"
+            + (f", listed in {result.report}" if result.report else ""),
+            highlight=False,
+            soft_wrap=True,
+        )
+    console.print(f"Export written: [bold]{result.path}[/]", highlight=False, soft_wrap=True)
 
 
 def main() -> None:

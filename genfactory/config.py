@@ -157,6 +157,15 @@ class JobSection(_Section):
     max_concurrency: int = Field(4, ge=1, le=64, description="Generation slots in flight at once.")
     seed: int | None = Field(None, description="Base seed for reproducible keyword order/images.")
     debug: bool = Field(False, description="Verbose logs (debug level).")
+    max_cost: float | None = Field(
+        None,
+        ge=0,
+        description="Budget in USD: the job stops before a paid call that would go past it "
+        "(estimated from [pricing]); unset = no budget. CLI --max-cost.",
+    )
+    images_dir: Path | None = Field(
+        None, description="Use the image files in this folder instead of generating (read only)."
+    )
 
 
 class PromptSection(_Section):
@@ -197,8 +206,28 @@ class GenerationSection(_Section):
         30.0, gt=0, le=300, description="Timeout of every single network call, always on."
     )
     max_poll_errors: int = Field(3, ge=1, le=20, description="Consecutive poll errors allowed.")
-    retries: int = Field(1, ge=0, le=5, description="Retries after the first try.")
-    retry_backoff_seconds: float = Field(5.0, ge=0, le=60)
+    retries: int = Field(
+        1,
+        ge=0,
+        le=5,
+        description="In-call retries of a call after a transient failure (429, 5xx, timeout, "
+        "connection error), after the first try; the HTTP layer is their only owner. Paid "
+        "creates are retried only when nothing can have been created.",
+    )
+    retry_backoff_seconds: float = Field(
+        5.0,
+        ge=0,
+        le=60,
+        description="Backoff base of those retries: full jitter in [0, base * 2^(n-1)], at most "
+        "60 s; a Retry-After is waited for up to 60 s, longer ones fail as rate limited.",
+    )
+    max_download_mb: float = Field(
+        50,
+        gt=0,
+        le=2048,
+        description="Largest image download in MB (the largest real outputs are ~30 MB); "
+        "stopped while streaming, the image fails with download_too_large.",
+    )
     loras: Annotated[list[Lora], StrList] = Field(default_factory=list)
     local_long_side: int = Field(
         1024, ge=128, le=2048, description="Long side of the local renderer's images."
@@ -213,7 +242,7 @@ class GenerationSection(_Section):
 
 class ProvidersSection(_Section):
     prompt: Literal["local", "openai"] = "local"
-    image: Literal["local", "piapi", "runware", "openai", "sdwebui"] = "local"
+    image: Literal["local", "piapi", "runware", "openai", "sdwebui", "files"] = "local"
     qc: Literal["local", "openai"] = "local"
     background: Literal["local", "removebg", "none"] = "local"
     metadata: Literal["local", "openai"] = "local"
@@ -254,6 +283,19 @@ class QualitySection(_Section):
         description="Below this edge sharpness (mean |Laplacian| of the strongest 1%) = blurred.",
     )
     rules: str | None = Field(None, description="Extra QC rules for vision providers.")
+    prompt_file: Path | None = Field(
+        None, description="Vision QC instructions replacing the built-in rules."
+    )
+    text_check: bool = Field(True, description="Local QC reads visible text (offline OCR).")
+    text_mode: Literal["reject", "report"] = Field(
+        "reject", description="reject: text fails QC; report: the text read is stored, QC goes on."
+    )
+    text_min_height: float = Field(
+        0.03, ge=0, le=1, description="Smallest lettering that counts, as a share of the height."
+    )
+    text_min_confidence: float = Field(0.8, ge=0, le=1, description="OCR confidence that counts.")
+    nsfw_check: bool = Field(True, description="Local QC rejects explicit content (NudeNet).")
+    nsfw_threshold: float = Field(0.5, ge=0, le=1, description="Detector score that rejects.")
 
 
 class MetadataSection(_Section):
@@ -264,6 +306,12 @@ class MetadataSection(_Section):
     combined_with_qc: bool = Field(
         False, description="Run QC and metadata in one vision call (half the calls)."
     )
+    too_few_keywords: Literal["accept", "pad", "fail"] = Field(
+        "pad",
+        description="An answer with fewer than min_keywords keywords: pad = add words of its "
+        "title and description, then accept; accept = keep it as it is; fail = fail the image. "
+        "Never asked again.",
+    )
 
 
 class OpenAISection(_Section):
@@ -273,7 +321,13 @@ class OpenAISection(_Section):
     image_model: str = "gpt-image-1"
     image_quality: str = Field("auto", description="gpt-image-1: low|medium|high|auto.")
     temperature: float = Field(0.7, ge=0, le=2)
-    max_attempts: int = Field(3, ge=1, le=10, description="Tries for malformed answers.")
+    max_attempts: int = Field(
+        3,
+        ge=1,
+        le=10,
+        description="Calls in all per image and step when answers are malformed (the re-ask "
+        "policy); malformed bodies are not also retried by the HTTP layer.",
+    )
 
 
 class PiAPISection(_Section):
@@ -324,6 +378,65 @@ class ConcurrencySection(_Section):
     )
 
 
+class PricingSection(_Section):
+    """Prices in USD for cost estimates (`--dry-run`, `jobs show`, `job.max_cost`).
+
+    Defaults as published, retrieved 2026-12-01; prices change: edit them for your plan.
+    """
+
+    piapi_relax_per_task: float = Field(
+        0.015,
+        ge=0,
+        description="Midjourney imagine task (4 images), relax mode; PAYG rate of "
+        "Midjourney task APIs (PiAPI successors' pricing table, 2026-12-01).",
+    )
+    piapi_fast_per_task: float = Field(0.04, ge=0, description="Same, fast mode.")
+    piapi_turbo_per_task: float = Field(0.108, ge=0, description="Same, turbo mode.")
+    runware_per_image: float = Field(
+        0.0013,
+        ge=0,
+        description="Runware image, FLUX.1 schnell (runware:100@1), runware.ai/pricing; "
+        "the cost Runware reports per image is used when it reports one.",
+    )
+    openai_image_per_image: float = Field(
+        0.042,
+        ge=0,
+        description="OpenAI Images gpt-image-1 medium 1024x1024 (openai.com/api/pricing); "
+        "dall-e-3 standard is 0.04.",
+    )
+    openai_image_output_per_million: float = Field(
+        40.0, ge=0, description="gpt-image-1 image output tokens, per 1M (for actual usage)."
+    )
+    openai_input_per_million: float = Field(
+        2.5, ge=0, description="Chat/vision input tokens per 1M: gpt-4o (openai.com/api/pricing)."
+    )
+    openai_output_per_million: float = Field(
+        10.0, ge=0, description="Chat/vision output tokens per 1M: gpt-4o."
+    )
+    openai_vision_input_tokens: int = Field(
+        1200,
+        ge=0,
+        description="Estimated input tokens of one vision call (a 1024 px image in high "
+        "detail is 765 tokens, plus the instructions).",
+    )
+    openai_vision_output_tokens: int = Field(
+        300, ge=0, description="Estimated output tokens of one vision call."
+    )
+    openai_prompt_input_tokens: int = Field(
+        600, ge=0, description="Estimated input tokens of one prompt-writing call."
+    )
+    openai_prompt_output_tokens: int = Field(
+        120, ge=0, description="Estimated output tokens of one prompt-writing call."
+    )
+    removebg_per_credit: float = Field(
+        0.20,
+        ge=0,
+        description="remove.bg credit, pay-as-you-go (remove.bg/pricing); 1 credit per image, "
+        "1/4 for the preview size.",
+    )
+    sdwebui_per_image: float = Field(0.0, ge=0, description="Your own SD WebUI: free.")
+
+
 class Settings(BaseModel):
     """Every setting of a job. Secret-free: safe as a flow parameter and as a stored snapshot."""
 
@@ -342,6 +455,7 @@ class Settings(BaseModel):
     sdwebui: SDWebUISection = Field(default_factory=SDWebUISection)  # type: ignore[arg-type]
     removebg: RemoveBGSection = Field(default_factory=RemoveBGSection)  # type: ignore[arg-type]
     concurrency: ConcurrencySection = Field(default_factory=ConcurrencySection)  # type: ignore[arg-type]
+    pricing: PricingSection = Field(default_factory=PricingSection)  # type: ignore[arg-type]
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Settings:

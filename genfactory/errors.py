@@ -73,6 +73,38 @@ class MalformedResponse(RetryableProviderError):
     code = "malformed_response"
 
 
+class RateLimited(RetryableProviderError):
+    """A 429 whose `Retry-After` is longer than the wait budget left: fails the step at once."""
+
+    code = "rate_limited"
+
+
+class AmbiguousCreate(ProviderError):
+    """A paid create failed after it was sent: the task (and its charge) may exist.
+
+    Never retried automatically; the user retries on purpose (`genfactory retry`).
+    """
+
+    code = "ambiguous_create"
+
+    def __init__(self, message: str, *, task_id: str | None = None, **kw: object) -> None:
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+        #: The id the task would have (Runware's taskUUID), for a lookup, if known.
+        self.task_id = task_id
+
+
+class DownloadTooLarge(ProviderError):
+    """A download went past `generation.max_download_mb`: stopped while streaming."""
+
+    code = "download_too_large"
+
+
+class TooFewKeywords(ProviderError):
+    """Metadata had fewer than `metadata.min_keywords` and `metadata.too_few_keywords` = fail."""
+
+    code = "too_few_keywords"
+
+
 class ContentRejected(ProviderError):
     """The service refused the content (moderation, failed task): retrying will not help."""
 
@@ -101,6 +133,12 @@ class QuotaExceeded(JobFatalError):
     """The account has no credits left (HTTP 402)."""
 
     code = "no_credits"
+
+
+class BudgetExceeded(JobFatalError):
+    """The next paid call would take the job past `job.max_cost`."""
+
+    code = "budget_exceeded"
 
 
 class JobStopped(GenfactoryError):

@@ -253,6 +253,14 @@ def load_template(path: Path | None, provider_name: str) -> str:
     return text.strip()
 
 
+def load_qc_prompt(path: Path) -> str:
+    """The vision QC instructions of `qc.prompt_file`, or InputFileError naming the problem."""
+    text = _read_text(Path(path).expanduser(), what="QC prompt file (qc.prompt_file)").strip()
+    if not text:
+        raise InputFileError(f"QC prompt file {path} is empty; write the QC instructions")
+    return text
+
+
 # ${{Header}} (CSV columns), ${name} and {name}. The ${{...}} form is tried first so its
 # inner braces are not read as a ${...} placeholder.
 _PLACEHOLDER = re.compile(

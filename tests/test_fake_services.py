@@ -228,3 +228,57 @@ def test_runnable_by_hand_prints_what_to_export() -> None:
     assert exports["PIAPI_BASE_URL"].endswith("/piapi")
     assert exports["OPENAI_BASE_URL"].endswith("/openai/v1")
     assert exports["REMOVE_BG_API_KEY"] == "fake-removebg-key-0b8e6c"
+
+
+IMAGINE = {"model": "midjourney", "task_type": "imagine", "input": {"prompt": "a fox"}}
+
+
+def test_faults_after_the_work_leave_the_task_created(
+    fake_services: FakeServices, client: httpx.Client
+) -> None:
+    base = fake_services.urls["piapi"]
+    fake_services.add_fault("piapi", "502_after")
+    fake_services.add_fault("piapi", "reset_after")
+    answer = client.post(f"{base}/api/v1/task", headers=piapi_headers(fake_services), json=IMAGINE)
+    assert answer.status_code == 502
+    with pytest.raises(httpx.TransportError):
+        client.post(f"{base}/api/v1/task", headers=piapi_headers(fake_services), json=IMAGINE)
+    assert len(fake_services.tasks()) == 2  # both were created, neither answer said so
+
+
+def test_a_random_fault_rate_can_spare_a_path(
+    fake_services: FakeServices, client: httpx.Client
+) -> None:
+    base = fake_services.urls["piapi"]
+    fake_services.set_fault_rate(1.0, kinds=["500"], spare=[("piapi", "/api/v1/task")])
+    for _ in range(5):
+        answer = client.post(
+            f"{base}/api/v1/task", headers=piapi_headers(fake_services), json=IMAGINE
+        )
+        assert answer.status_code == 200
+    task_id = answer.json()["data"]["task_id"]
+    poll = client.get(f"{base}/api/v1/task/{task_id}", headers=piapi_headers(fake_services))
+    assert poll.status_code == 500
+
+
+def test_an_echoing_fake_writes_the_key_it_received_into_its_answers(
+    fake_services: FakeServices, client: httpx.Client
+) -> None:
+    fake_services.echo_key = True
+    key = str(fake_services.keys["openai"])
+    answer = client.post(
+        f"{fake_services.urls['openai']}/chat/completions",
+        headers=bearer(fake_services, "openai"),
+        json={"model": "gpt-4o", "messages": [{"role": "user", "content": "red fox"}]},
+    ).json()
+    assert key in answer["choices"][0]["message"]["content"]
+
+
+def test_a_huge_download_streams_until_the_client_hangs_up(
+    fake_services: FakeServices, client: httpx.Client
+) -> None:
+    fake_services.add_fault("cdn", "huge", mb=200)
+    with client.stream("GET", f"{fake_services.base_url}/cdn/anything.png") as response:
+        assert response.headers["Content-Length"] == str(200 * 1024**2)
+        first = next(response.iter_bytes())
+    assert first.startswith(b"\x89PNG")

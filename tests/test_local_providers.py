@@ -145,10 +145,11 @@ def test_local_prompt_drops_comments_and_collapses_whitespace() -> None:
     assert prompt == "A tabby cat, on a sofa, warm light"
 
 
-def test_local_prompt_keeps_the_subject_of_an_llm_template_and_drops_its_instructions() -> None:
-    filled = fill_template(load_template(None, "openai"), {"keyword": "lighthouse"}, where="x")
+def test_local_prompt_keeps_every_sentence_of_a_direct_template() -> None:
+    text = "A ${keyword} at dawn. Soft mist over the water. Wide shot."
+    filled = fill_template(text, {"keyword": "lighthouse"}, where="x")
     prompt = TemplatePromptProvider(make_ctx()).make_prompt(PromptRequest(filled, "lighthouse"))
-    assert prompt == "lighthouse"
+    assert prompt == "A lighthouse at dawn. Soft mist over the water. Wide shot."
 
 
 def test_local_prompt_always_contains_the_csv_values() -> None:
@@ -525,7 +526,17 @@ def test_metadata_respects_the_stock_limits(prompt: str, keyword: str) -> None:
     meta = describe(prompt, keyword)
     assert meta.title and len(meta.title) <= 70 and "," not in meta.title
     for word in meta.title.split():
-        assert word[0].isupper() or word in {"a", "an", "the", "of", "on", "in", "at", "with"}
+        assert word[0].isupper() or word in {
+            "a",
+            "an",
+            "the",
+            "of",
+            "on",
+            "in",
+            "at",
+            "with",
+            "and",
+        }
     assert meta.description and len(meta.description) <= 200
     assert meta.description.endswith(".")
     assert 25 <= len(meta.keywords) <= 49

@@ -153,8 +153,13 @@ def test_faults_change_nothing_but_the_request_count(tmp_path: Path, fake: FakeS
     assert Counter(expected.values()) == {"approved": 36, "qc_failed": 12}
     clean_requests = len(fake.requests())
     fake.reset()
-    fake.set_fault_rate(0.2, seed=11, retry_after=0.1)
-    faulty = generate_job(remote_settings(tmp_path / "faulty", fake, count=12))
+    # Paid creates are sent once: a fault there fails its slot on purpose (test_cost_safety).
+    # One owner for retries (the HTTP layer): 6 tries a call make a lost image at a 15 % fault
+    # rate about a one-in-300 event for the whole job.
+    fake.set_fault_rate(0.15, seed=11, retry_after=0.1, spare=[("piapi", "/api/v1/task")])
+    faulty = generate_job(
+        remote_settings(tmp_path / "faulty", fake, count=12, **{"generation.retries": 5})
+    )
     assert statuses_by_image(faulty["execution_id"]) == expected
     assert repository.get_execution(faulty["execution_id"]).status == JobStatus.COMPLETED
     received = fake.requests()

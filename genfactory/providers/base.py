@@ -8,6 +8,7 @@ errors of `genfactory.errors` and report what they spent to a `Usage` object.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -40,6 +41,8 @@ class GenerationRequest:
     resume_task_id: str | None = None
     #: Called with the provider's task id as soon as the task exists (recorded for resume).
     on_task_created: Callable[[str], None] | None = field(default=None, compare=False)
+    #: An existing image file to use instead of generating (`providers.image = files`).
+    source_path: str | None = None
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,44 @@ class BackgroundResult:
     credits_charged: float | None = None
     #: Set when the service kept the image as it was (e.g. no foreground found).
     note: str | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# No answer is trusted
+
+#: The methods through which a service's answers leave a provider (one per role).
+ROLE_METHODS = ("make_prompt", "generate", "check", "describe", "check_and_describe")
+#: What a masked secret leaves behind; keywords holding one are dropped.
+MASK = "***"
+
+
+def scrub_answer(value: Any, scrub: Callable[[str], str]) -> Any:
+    """`value` with `scrub` applied to every text a service wrote into it.
+
+    Covers the role results (prompt strings, QCVerdict, ImageMetadata, GenerationResult and
+    its images' sources) and tuples/lists of them; image bytes are left alone.
+    """
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, tuple):
+        return tuple(scrub_answer(item, scrub) for item in value)
+    if isinstance(value, list):
+        return [scrub_answer(item, scrub) for item in value]
+    if isinstance(value, ImageMetadata):
+        keywords = [scrub(k) for k in value.keywords]
+        return ImageMetadata(
+            title=scrub(value.title),
+            description=scrub(value.description),
+            keywords=[k for k in keywords if MASK not in k and "[REDACTED]" not in k],
+        )
+    if isinstance(value, QCVerdict | GenerationResult | GeneratedImage | BackgroundResult):
+        changes = {
+            f.name: scrub_answer(getattr(value, f.name), scrub)
+            for f in dataclasses.fields(value)
+            if isinstance(getattr(value, f.name), str | list)
+        }
+        return dataclasses.replace(value, **changes)
+    return value
 
 
 # ---------------------------------------------------------------------------------------------

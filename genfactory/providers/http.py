@@ -7,13 +7,23 @@ Every call to an external service goes through `ServiceClient.call` (or its `req
   type): 429 / 5xx / 408 / timeouts / connection errors / unparseable bodies are
   `RetryableProviderError` (`ProviderTimeout`, `MalformedResponse`); 400/404/422 and other 4xx
   are `BadRequest`; 401/403 `AuthenticationError`; 402 `QuotaExceeded`;
-- retries retryable errors in the call with exponential backoff and full jitter, honouring
-  `Retry-After` (seconds or an HTTP date) up to the policy's cap;
+- is the one owner of transient retries (the engine's steps do not retry provider errors):
+  retryable errors are retried in the call, `generation.retries` times, with exponential
+  backoff and full jitter from `generation.retry_backoff_seconds`, honouring `Retry-After`
+  (seconds or an HTTP date) up to `MAX_WAIT_SECONDS`; a longer `Retry-After` fails at once as
+  `RateLimited` ("rate limited by <service> for N s");
+- sends paid creates (`paid=True`) at most once: after a failure that may have come after the
+  service accepted the request (read timeout, connection broken after sending, 5xx, an
+  unreadable body) it raises `AmbiguousCreate` instead of creating again; only failures that
+  prove nothing was created (connect errors, 429, other 4xx) are retried;
+- streams downloads and stops them at `generation.max_download_mb` (`DownloadTooLarge`);
 - holds the service's concurrency slot (`ctx.limiter(service)`) around each HTTP exchange only,
   never while sleeping between tries;
 - counts `calls`, `retries` and `failures` per service in `ctx.usage`;
 - keeps API keys in request headers only: never in a URL, a message, a log line or `raw`
-  (error bodies are trimmed to 500 characters and every known key is masked).
+  (error bodies are trimmed to 500 characters and every known key is masked);
+- trusts no answer: every string of a JSON answer is scrubbed of every known key when it is
+  parsed, and `ServiceProvider` scrubs every role result again before it leaves a provider.
 
 Helpers shared by the remote providers live here too: media-type sniffing and size fitting.
 """
@@ -41,15 +51,20 @@ import httpx
 from pydantic import SecretStr
 
 from genfactory.errors import (
+    AmbiguousCreate,
     AuthenticationError,
     BadRequest,
+    DownloadTooLarge,
     MalformedResponse,
     ProviderError,
     ProviderTimeout,
     QuotaExceeded,
+    RateLimited,
     RetryableProviderError,
 )
+from genfactory.logs import redact
 from genfactory.media import sniff_media_type
+from genfactory.providers.base import ROLE_METHODS, scrub_answer
 
 if TYPE_CHECKING:
     from genfactory.providers.registry import ProviderContext
@@ -85,19 +100,33 @@ DETAIL_LIMIT = 200
 USER_AGENT = "genfactory/0.1 (+httpx)"
 #: Bound of a generation when the overall timeout is switched off (SPEC §10: always bounded).
 UNBOUNDED_GENERATION_SECONDS = 60 * 60.0
+#: Longest wait between two tries of a call (backoff or Retry-After); longer = rate limited.
+MAX_WAIT_SECONDS = 60.0
+#: Timeouts that prove the request never reached the service (nothing can have been created).
+_UNSENT_TIMEOUTS = (httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
 @dataclass(frozen=True)
 class RetryPolicy:
     """In-call retries of retryable errors: `attempts` tries in all, sleeps capped by `max_sleep`.
 
-    A `Retry-After` longer than `max_sleep` is not waited for in the call: the error is raised
-    with its `retry_after` so the task level can schedule the retry instead of holding a thread.
+    A `Retry-After` longer than `max_sleep` is not waited for: the call fails at once with
+    `RateLimited` (its `retry_after` set), which names the service and the wait.
     """
 
     attempts: int = 3
     base_delay: float = 0.5
     max_sleep: float = 10.0
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> RetryPolicy:
+        """The policy of `generation.retries` / `generation.retry_backoff_seconds`."""
+        gen = settings.generation
+        return cls(
+            attempts=int(gen.retries) + 1,
+            base_delay=float(gen.retry_backoff_seconds),
+            max_sleep=MAX_WAIT_SECONDS,
+        )
 
     def backoff(self, failed_attempts: int, rng: random.Random) -> float:
         """Full jitter: uniform in [0, min(cap, base * 2**(n-1))]."""
@@ -154,6 +183,18 @@ def _short_path(url: str) -> str:
     return urlsplit(url).path or "/"
 
 
+def _scrubbing(fn: Callable[..., T]) -> Callable[..., T]:
+    """`fn` (a provider's role method) with its result scrubbed of every known secret."""
+
+    @functools.wraps(fn)
+    def wrapper(self: ServiceProvider, *args: Any, **kw: Any) -> T:
+        result: T = scrub_answer(fn(self, *args, **kw), self.http.scrub)
+        return result
+
+    wrapper._scrubbed = True  # type: ignore[attr-defined]
+    return wrapper
+
+
 class ServiceClient:
     """One service's HTTP client: base URL, auth header, timeouts, error policy and retries.
 
@@ -176,7 +217,8 @@ class ServiceClient:
         self.label = SERVICE_LABELS.get(service, service)
         self.base_url = base_url.rstrip("/")
         self.key_env = KEY_ENV.get(service)
-        self.retry = retry or RetryPolicy()
+        self.retry = retry or RetryPolicy.from_settings(ctx.settings)
+        self.max_download_bytes = int(float(ctx.settings.generation.max_download_mb) * 1024**2)
         self._usage = ctx.usage
         self._limiter = ctx.limiter
         self._auth_header = auth_header
@@ -221,11 +263,15 @@ class ServiceClient:
         return self.call(method, path, parse=self._parse_json, **kw)
 
     def download(self, url: str, *, what: str = "image", **kw: Any) -> bytes:
-        """Fetch an image (unauthenticated: CDNs never see the key); the bytes must be an image."""
+        """Fetch an image (unauthenticated: CDNs never see the key); the bytes must be an image.
+
+        Streamed and stopped at `generation.max_download_mb` (`DownloadTooLarge`, not retried).
+        """
         kw.setdefault("authenticated", False)
         kw.setdefault("limited", False)
         kw.setdefault("follow_redirects", True)
         kw.setdefault("count_as", "downloads")
+        kw.setdefault("max_bytes", self.max_download_bytes)
 
         def parse(response: httpx.Response) -> bytes:
             data = response.content
@@ -259,12 +305,18 @@ class ServiceClient:
         timeout: httpx.Timeout | float | None = None,
         follow_redirects: bool = False,
         count_as: str = "calls",
+        paid: bool = False,
+        retry_malformed: bool = True,
+        max_bytes: int | None = None,
     ) -> T:
         """Send, map errors, retry retryable ones; `parse` runs inside the retry loop.
 
         `accept` lists error statuses handed back to `parse` instead of raised (e.g. remove.bg's
         400 "unknown_foreground"). `attempts`/`max_sleep` override the client's RetryPolicy.
-        Each try counts one `count_as` ("calls"; downloads count "downloads") in the usage.
+        `paid`: a create that costs money, sent at most once (see the module docstring).
+        `retry_malformed=False` leaves malformed bodies to the caller's own re-ask policy.
+        `max_bytes` streams the body and stops past it. Each try counts one `count_as`
+        ("calls"; downloads count "downloads") in the usage.
         """
         url = self.url(path)
         tries = max(1, attempts if attempts is not None else self.retry.attempts)
@@ -278,7 +330,7 @@ class ServiceClient:
                 self._usage.add(self.service, **{count_as: 1})
                 slot = self._limiter(self.service) if limited else contextlib.nullcontext()
                 with slot:
-                    response = self._client.request(
+                    request = self._client.build_request(
                         method,
                         url,
                         json=json,
@@ -286,8 +338,8 @@ class ServiceClient:
                         files=files,
                         headers=send_headers,
                         timeout=timeout if timeout is not None else self.timeout,
-                        follow_redirects=follow_redirects,
                     )
+                    response = self._send(request, follow_redirects, max_bytes)
                 log.debug(
                     "%s %s %s -> %s in %.2f s",
                     self.label,
@@ -299,8 +351,13 @@ class ServiceClient:
                 if response.is_success or response.status_code in accept:
                     return parse(response)
                 raise self.error_for(response)
+            except DownloadTooLarge:
+                self._usage.add(self.service, failures=1)
+                raise
             except httpx.TimeoutException as exc:
                 error: ProviderError = self._timeout_error(exc, url, time.monotonic() - started)
+                if paid and not isinstance(exc, _UNSENT_TIMEOUTS):
+                    error = self._ambiguous(error)
             except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
                 self._usage.add(self.service, failures=1)
                 env = BASE_URL_ENV.get(self.service, "the base URL")
@@ -310,14 +367,21 @@ class ServiceClient:
                 ) from None
             except httpx.TransportError as exc:
                 error = self._transport_error(exc, url)
+                if paid and not isinstance(exc, httpx.ConnectError):
+                    error = self._ambiguous(error)
             except ProviderError as exc:
                 error = exc
+                if paid and isinstance(exc, RetryableProviderError) and exc.status_code != 429:
+                    error = self._ambiguous(error)
             retry_after = getattr(error, "retry_after", None)
-            if not isinstance(error, RetryableProviderError) or attempt >= tries:
+            if isinstance(error, RetryableProviderError) and (retry_after or 0) > cap:
+                # Waiting longer than the budget helps no one: fail now, naming the limit.
+                self._usage.add(self.service, failures=1, rate_limited=1)
+                raise self.rate_limited(error, float(retry_after or 0), cap) from None
+            if not retry_malformed and isinstance(error, MalformedResponse):
                 self._usage.add(self.service, failures=1)
                 raise error
-            if retry_after is not None and retry_after > cap:
-                log.warning("%s; not waiting %.1f s in the call", error, retry_after)
+            if not isinstance(error, RetryableProviderError) or attempt >= tries:
                 self._usage.add(self.service, failures=1)
                 raise error
             delay = (
@@ -388,20 +452,85 @@ class ServiceClient:
             **kw,
         )
 
+    def rate_limited(self, error: ProviderError, wait: float, budget: float) -> RateLimited:
+        """The error for a `Retry-After` longer than the wait budget left."""
+        return RateLimited(
+            f"rate limited by {self.label} for {wait:g} s (more than the {budget:g} s left to "
+            f"wait); lower concurrency.{self.service} or run the job later",
+            service=self.service,
+            status_code=error.status_code,
+            raw=error.raw,
+            retry_after=wait,
+        )
+
     def scrub(self, text: str) -> str:
-        """The text with every known API key masked."""
+        """The text with every known API key masked (ours, every configured one, and every
+        secret registered with the log redaction)."""
         for secret in self._secrets:
             text = text.replace(secret, "***")
-        return text
+        return redact(text)
 
     def close(self) -> None:
         self._client.close()
 
     # -- internals -----------------------------------------------------------------------------
 
-    def _parse_json(self, response: httpx.Response) -> Any:
+    def _send(
+        self, request: httpx.Request, follow_redirects: bool, max_bytes: int | None
+    ) -> httpx.Response:
+        """One exchange; with `max_bytes`, the body is streamed and cut off past the cap."""
+        if max_bytes is None:
+            return self._client.send(request, follow_redirects=follow_redirects)
+        response = self._client.send(request, stream=True, follow_redirects=follow_redirects)
         try:
-            return response.json()
+            declared = response.headers.get("Content-Length", "")
+            if declared.isdigit() and int(declared) > max_bytes:
+                raise self._too_large(request, f"it announces {int(declared) / 1024**2:.0f} MB")
+            chunks: list[bytes] = []
+            size = 0
+            for chunk in response.iter_bytes():
+                size += len(chunk)
+                if size > max_bytes:
+                    raise self._too_large(request, "it went on past the cap")
+                chunks.append(chunk)
+        finally:
+            response.close()
+        return httpx.Response(
+            response.status_code,
+            headers=response.headers,
+            content=b"".join(chunks),
+            request=request,
+        )
+
+    def _too_large(self, request: httpx.Request, why: str) -> DownloadTooLarge:
+        cap = self.max_download_bytes / 1024**2
+        return DownloadTooLarge(
+            f"{self.label} served a download at {_short_path(str(request.url))} larger than "
+            f"generation.max_download_mb = {cap:g} ({why}); stopped; raise the setting if the "
+            "images are really that large",
+            service=self.service,
+        )
+
+    def _ambiguous(self, error: ProviderError) -> AmbiguousCreate:
+        """A failed paid create that the service may have accepted: never sent again.
+
+        Counted as `ambiguous_creates`, which cost estimates treat as charged."""
+        self._usage.add(self.service, ambiguous_creates=1)
+        what = str(error).split("; retrying usually helps")[0].split("; this is usually")[0]
+        return AmbiguousCreate(
+            f"{what}, after the request was sent: {self.label} may have created the task and "
+            "charged for it, so it is not created again automatically; check the "
+            f"{self.label} dashboard, then run the image again on purpose",
+            service=self.service,
+            status_code=error.status_code,
+            raw=error.raw,
+        )
+
+    def _parse_json(self, response: httpx.Response) -> Any:
+        """The JSON answer with every string scrubbed at once: a key echoed in an answer must
+        be masked before any trimming (a cut title) could leave a fragment of it."""
+        try:
+            return self._scrub_json(response.json())
         except (ValueError, UnicodeDecodeError):
             raise MalformedResponse(
                 f"{self.label} answered {response.status_code} {_phrase(response.status_code)} "
@@ -411,6 +540,15 @@ class ServiceClient:
                 status_code=response.status_code,
                 raw=self.scrub(response.text[:RAW_LIMIT]),
             ) from None
+
+    def _scrub_json(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self.scrub(value)
+        if isinstance(value, dict):
+            return {key: self._scrub_json(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [self._scrub_json(item) for item in value]
+        return value
 
     def _detail(self, response: httpx.Response) -> str:
         """A service's own short explanation from a JSON error body, if it gave one."""
@@ -468,9 +606,21 @@ class ServiceClient:
 
 class ServiceProvider:
     """Base of the providers that call one HTTP service: the context, the settings and the
-    service's client (one connection pool per provider and job)."""
+    service's client (one connection pool per provider and job).
+
+    No answer is trusted: every role method a subclass defines (`ROLE_METHODS`) is wrapped so
+    that its result passes `ServiceClient.scrub` (every known key masked) before it leaves the
+    provider, whatever the service wrote into a prompt, reason, title, description or keyword.
+    """
 
     name: str
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        for method in ROLE_METHODS:
+            fn = cls.__dict__.get(method)
+            if fn is not None and not getattr(fn, "_scrubbed", False):
+                setattr(cls, method, _scrubbing(fn))
 
     def __init__(self, ctx: ProviderContext, http: ServiceClient) -> None:
         self.ctx = ctx

@@ -1,660 +1,83 @@
-"""The offline metadata writer: title, description and keywords from the prompt and keyword.
+"""The offline metadata writer: title, description and keywords a stock buyer searches for.
 
-Nothing is guessed from pixels except the dominant colour names. Stock limits (SPEC §3) are
-enforced here: a Title Case title of at most 70 characters without commas, a description of at
-most 200 characters, and `metadata.min_keywords`..`max_keywords` unique lowercase keywords,
-most important first: the subject, then the prompt's own words, then concepts related to the
-themes the prompt names, then generic stock concepts. Trademarks never appear, and words the
-prompt negates ("no text, no logos") are not keywords.
+Built from what is known for sure: the keyword (or CSV row) names the subject, the image's
+measured facts (`image_facts`: colours, orientation, plain background, flat artwork) tell
+the rest. The prompt contributes only its medium and style words and, last, its content
+words: a template's instructions ("create", "visually", "midjourney"...) never show. Stock
+limits (SPEC §3): a Title Case title of at most 70 characters without commas, a description
+of at most 200 characters, `metadata.min_keywords`..`max_keywords` unique lowercase keywords,
+subject first, generic filler last and at most a third. Trademarks never appear. Word lists
+live in `genfactory/data/metadata.json`.
 """
 
 from __future__ import annotations
 
-import io
+import json
 import re
 from collections.abc import Iterable
-
-import numpy as np
-from PIL import Image
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
 from genfactory.errors import BadRequest
+from genfactory.providers import local_detect
 from genfactory.providers.base import ImageMetadata, MetadataRequest
+from genfactory.providers.image_facts import ImageFacts, measure
 from genfactory.providers.registry import ProviderContext
-
-
-def _wordset(text: str) -> frozenset[str]:
-    """Word lists are written as text: easier to read and extend than a literal of strings."""
-    return frozenset(text.split())
-
 
 TITLE_MAX = 70
 DESCRIPTION_MAX = 200
 
-STOPWORDS = _wordset(
-    """a an the and or but nor of on in into onto at by for from to with without within over
-    under above below between among through across along around about against near behind
-    beside besides up down out off than then so very too also just only is are was were be
-    been being am do does did has have had having it its it's this that these those there
-    their they them he she his her him we our you your i me my mine as if while where when
-    which who whom whose what why how all any both each few more most other some such no not
-    can could should would may might must will shall one two three etc per via yet ever
-    every much many lot lots several own same again further once here s t"""
+_DATA: dict[str, Any] = json.loads(
+    (Path(__file__).resolve().parent.parent / "data" / "metadata.json").read_text("utf-8")
 )
-
-#: Prompt boilerplate that describes the rendering, not the picture: never a keyword.
-BOILERPLATE = _wordset(
-    """professional stock high highly detail details detailed quality resolution res ultra hd
-    uhd 4k 8k 16k hdr sharp sharpness focus focused clean composition composed render rendered
-    rendering octane unreal engine trending artstation masterpiece best award winning
-    photorealistic hyperrealistic hyper realistic realism style styled image picture shot
-    prompt version v niji ar stylize chaos seed iso mm lens aperture f perfect stunning
-    beautiful amazing gorgeous intricate cinematic dramatic epic vivid vibrant
-    looking looks featuring feature features showing shows shown depicting depicts"""
-)
-
-#: Words that read well in a title but say nothing as a keyword.
-FILLER = _wordset("next small large big little low huge tiny lots kind sort type way")
-
-#: Words that negate what follows ("no text", "without people"): those words are not shown.
-NEGATIONS = frozenset({"no", "not", "without", "avoid", "never", "excluding", "except", "non"})
-
-#: Trademarks, brands and protected characters: never in keywords, title or description.
-TRADEMARKS = (
-    "nike",
-    "adidas",
-    "puma",
-    "reebok",
-    "disney",
-    "pixar",
-    "marvel",
-    "dc comics",
-    "coca-cola",
-    "coca cola",
-    "pepsi",
-    "starbucks",
-    "mcdonald's",
-    "mcdonalds",
-    "burger king",
-    "kfc",
-    "iphone",
-    "ipad",
-    "macbook",
-    "imac",
-    "airpods",
-    "google",
-    "android",
-    "microsoft",
-    "xbox",
-    "playstation",
-    "nintendo",
-    "pokemon",
-    "pikachu",
-    "mario",
-    "lego",
-    "barbie",
-    "mickey mouse",
-    "mickey",
-    "minnie mouse",
-    "hello kitty",
-    "star wars",
-    "harry potter",
-    "batman",
-    "superman",
-    "spider-man",
-    "spiderman",
-    "avengers",
-    "gucci",
-    "louis vuitton",
-    "chanel",
-    "prada",
-    "rolex",
-    "ferrari",
-    "lamborghini",
-    "porsche",
-    "tesla",
-    "bmw",
-    "mercedes",
-    "audi",
-    "toyota",
-    "samsung",
-    "facebook",
-    "instagram",
-    "tiktok",
-    "youtube",
-    "netflix",
-    "twitter",
-    "whatsapp",
-    "minecraft",
-    "fortnite",
-    "ikea",
-    "red bull",
-    "heineken",
-    "budweiser",
-    "jeep",
-    "harley-davidson",
-    "harley davidson",
-    "hermes",
-    "versace",
-    "nasa",
-    "olympic",
-    "olympics",
-    "fifa",
-    "nba",
-    "nfl",
-    "oscar",
-    "oscars",
-    "grammy",
-    "frozen elsa",
-    "shrek",
-    "simpsons",
-    "snoopy",
-    "garfield",
-    "transformers",
-    "godzilla",
-    "labubu",
-    "stormtrooper",
-    "darth vader",
-    "yoda",
-    "jedi",
-    "pokémon",
-    "elsa",
-    "winnie the pooh",
-    "peppa pig",
-)
-#: Brand names that are also ordinary words: blocked only next to words of their brand.
-AMBIGUOUS_TRADEMARKS: dict[str, frozenset[str]] = {
-    "apple": frozenset(
-        {
-            "iphone",
-            "ipad",
-            "mac",
-            "macbook",
-            "laptop",
-            "computer",
-            "phone",
-            "smartphone",
-            "watch",
-            "logo",
-            "brand",
-            "store",
-            "tablet",
-            "airpods",
-            "ios",
-            "tech",
-            "technology",
-            "device",
-            "gadget",
-        }
-    ),
-    "amazon": frozenset(
-        {
-            "box",
-            "package",
-            "parcel",
-            "delivery",
-            "prime",
-            "logo",
-            "brand",
-            "shopping",
-            "order",
-            "alexa",
-            "kindle",
-            "echo",
-        }
-    ),
-    "windows": frozenset(
-        {"microsoft", "pc", "laptop", "computer", "logo", "software", "desktop", "operating"}
-    ),
-    "shell": frozenset({"gas", "fuel", "station", "petrol", "oil", "logo", "brand"}),
-    "dove": frozenset({"soap", "shampoo", "logo", "brand", "cosmetics", "bottle"}),
-    "jaguar": frozenset({"car", "vehicle", "logo", "brand", "automobile", "dealership"}),
-    "corona": frozenset({"beer", "bottle", "logo", "brand", "lime", "drink"}),
-}
-
-#: Related concepts by theme, most useful first. A theme is active when any trigger appears.
-THEMES: dict[str, tuple[frozenset[str], tuple[str, ...]]] = {
-    "nature": (
-        _wordset(
-            "nature landscape mountain mountains forest tree trees lake river valley sky "
-            "field meadow hill hills outdoor outdoors scenery scenic park wilderness "
-            "waterfall sunset sunrise canyon desert island countryside"
-        ),
-        (
-            "nature",
-            "landscape",
-            "outdoor",
-            "scenic",
-            "environment",
-            "natural",
-            "travel",
-            "peaceful",
-            "tranquil",
-            "view",
-            "wilderness",
-            "season",
-            "panorama",
-            "scenery",
-            "serene",
-            "calm",
-            "beauty",
-        ),
-    ),
-    "sea": (
-        _wordset(
-            "ocean sea beach coast waves wave tropical surf shore bay harbor marine island seaside"
-        ),
-        (
-            "sea",
-            "ocean",
-            "summer",
-            "vacation",
-            "coast",
-            "blue",
-            "travel",
-            "holiday",
-            "tropical",
-            "relaxation",
-            "horizon",
-            "seascape",
-            "shore",
-            "paradise",
-        ),
-    ),
-    "water": (
-        _wordset("water lake river pond stream waterfall underwater reflection"),
-        (
-            "water",
-            "reflection",
-            "blue",
-            "calm",
-            "lake",
-            "freshwater",
-            "peaceful",
-            "liquid",
-            "clear",
-            "nature",
-        ),
-    ),
-    "plants": (
-        _wordset(
-            "flower flowers rose roses tulip tulips daisy orchid blossom bloom floral "
-            "garden plant plants leaf leaves botanical petals bouquet sunflower lily "
-            "spring"
-        ),
-        (
-            "flower",
-            "floral",
-            "botanical",
-            "bloom",
-            "blossom",
-            "spring",
-            "garden",
-            "plant",
-            "petal",
-            "fresh",
-            "flora",
-            "natural",
-            "growth",
-            "decoration",
-        ),
-    ),
-    "food": (
-        _wordset(
-            "food fruit fruits apple apples orange banana berries strawberry bread cake "
-            "pizza salad breakfast lunch dinner meal vegetable vegetables coffee tea "
-            "dessert chocolate kitchen cooking soup pasta cheese tomato drink "
-            "cup"
-        ),
-        (
-            "food",
-            "fresh",
-            "healthy",
-            "delicious",
-            "organic",
-            "nutrition",
-            "meal",
-            "tasty",
-            "ingredient",
-            "diet",
-            "gourmet",
-            "kitchen",
-            "cooking",
-            "eating",
-            "freshness",
-        ),
-    ),
-    "animals": (
-        _wordset(
-            "animal animals cat cats kitten dog dogs puppy bird birds horse fox bear "
-            "lion tiger deer rabbit bunny owl wolf elephant fish butterfly pet pets "
-            "wildlife cow sheep duck penguin panda monkey squirrel"
-        ),
-        (
-            "animal",
-            "wildlife",
-            "cute",
-            "pet",
-            "mammal",
-            "wild",
-            "fur",
-            "adorable",
-            "fauna",
-            "domestic",
-            "portrait",
-            "nature",
-            "creature",
-        ),
-    ),
-    "business": (
-        _wordset(
-            "business office corporate meeting team teamwork work finance money "
-            "startup entrepreneur success career marketing strategy desk workplace "
-            "manager"
-        ),
-        (
-            "business",
-            "office",
-            "corporate",
-            "professional",
-            "success",
-            "teamwork",
-            "work",
-            "strategy",
-            "finance",
-            "career",
-            "workplace",
-            "management",
-            "planning",
-            "growth",
-        ),
-    ),
-    "technology": (
-        _wordset(
-            "technology tech digital computer laptop data network robot ai artificial "
-            "futuristic circuit cyber science innovation internet software code "
-            "smartphone virtual hologram"
-        ),
-        (
-            "technology",
-            "digital",
-            "innovation",
-            "futuristic",
-            "modern",
-            "data",
-            "network",
-            "science",
-            "computer",
-            "connection",
-            "future",
-            "electronic",
-            "concept",
-        ),
-    ),
-    "people": (
-        _wordset(
-            "people person man woman men women child children kid kids boy girl family "
-            "couple friends portrait smiling smile senior baby adult student"
-        ),
-        (
-            "people",
-            "person",
-            "lifestyle",
-            "portrait",
-            "human",
-            "happy",
-            "casual",
-            "leisure",
-            "together",
-            "real",
-            "emotion",
-            "adult",
-        ),
-    ),
-    "city": (
-        _wordset(
-            "city urban street building buildings skyline architecture downtown town "
-            "village bridge road house home interior room"
-        ),
-        (
-            "city",
-            "urban",
-            "architecture",
-            "building",
-            "travel",
-            "street",
-            "town",
-            "tourism",
-            "destination",
-            "exterior",
-            "structure",
-            "landmark",
-        ),
-    ),
-    "holiday": (
-        _wordset(
-            "christmas xmas halloween easter thanksgiving valentine valentines holiday "
-            "holidays birthday party celebration festive new year hanukkah diwali "
-            "wedding gift gifts"
-        ),
-        (
-            "holiday",
-            "celebration",
-            "festive",
-            "season",
-            "decoration",
-            "gift",
-            "party",
-            "tradition",
-            "greeting",
-            "card",
-            "event",
-            "seasonal",
-            "joy",
-        ),
-    ),
-    "fashion": (
-        _wordset(
-            "fashion shoes shoe sneakers sneaker boots dress shirt clothing clothes "
-            "jacket bag handbag hat jewelry necklace ring watch sunglasses outfit "
-            "apparel product accessory accessories"
-        ),
-        (
-            "fashion",
-            "style",
-            "product",
-            "clothing",
-            "apparel",
-            "accessory",
-            "shopping",
-            "retail",
-            "trendy",
-            "elegant",
-            "casual",
-            "object",
-            "lifestyle",
-        ),
-    ),
-    "sport": (
-        _wordset(
-            "sport sports running runner fitness gym yoga football soccer basketball "
-            "tennis golf cycling bicycle bike swimming athlete workout exercise "
-            "training marathon"
-        ),
-        (
-            "sport",
-            "fitness",
-            "exercise",
-            "active",
-            "healthy",
-            "training",
-            "energy",
-            "workout",
-            "athletic",
-            "recreation",
-            "lifestyle",
-            "health",
-            "motion",
-        ),
-    ),
-    "winter": (
-        _wordset("winter snow snowy ice frost frozen cold arctic snowflake"),
-        (
-            "winter",
-            "snow",
-            "cold",
-            "frost",
-            "season",
-            "ice",
-            "white",
-            "frozen",
-            "december",
-            "chilly",
-        ),
-    ),
-    "space": (
-        _wordset(
-            "space galaxy star stars starry planet planets moon cosmos universe nebula "
-            "astronaut night"
-        ),
-        (
-            "space",
-            "night",
-            "sky",
-            "astronomy",
-            "universe",
-            "cosmos",
-            "galaxy",
-            "star",
-            "cosmic",
-            "dark",
-            "science",
-            "infinity",
-        ),
-    ),
-    "abstract": (
-        _wordset(
-            "abstract pattern texture geometric wallpaper gradient shapes seamless mosaic "
-            "minimalist minimal banner fractal"
-        ),
-        (
-            "abstract",
-            "pattern",
-            "texture",
-            "background",
-            "geometric",
-            "shape",
-            "modern",
-            "wallpaper",
-            "backdrop",
-            "graphic",
-            "creative",
-            "design",
-            "art",
-            "decorative",
-        ),
-    ),
-}
-
-#: Always-true stock concepts, used last and only to reach the minimum keyword count.
-GENERIC = (
-    "generative ai",
-    "ai generated",
-    "design",
-    "concept",
-    "creative",
-    "image",
-    "art",
-    "artwork",
-    "digital art",
-    "visual",
-    "graphic",
-    "style",
-    "modern",
-    "idea",
-    "element",
-    "composition",
-    "contemporary",
-    "aesthetic",
-    "detail",
-    "background",
-    "artistic",
-    "digital",
-    "creativity",
-    "imagination",
-    "inspiration",
-    "decoration",
-    "decorative",
-    "scene",
-    "theme",
-    "symbol",
-    "subject",
-    "motif",
-    "view",
-    "picture",
-    "stock",
-    "trendy",
-    "original",
-    "unique",
-    "elegant",
-    "pleasant",
-    "simple",
-    "clear",
-    "fine",
-    "color",
-    "colour",
-    "high quality",
-    "wallpaper",
-    "backdrop",
-    "template",
-    "layout",
-    "presentation",
-    "poster",
-    "print",
-)
-
-#: Medium words: if the prompt names one, the title says it.
-MEDIUMS = (
-    ("watercolor", "Watercolor"),
-    ("oil painting", "Oil Painting"),
-    ("3d render", "3D Render"),
-    ("vector", "Vector Illustration"),
-    ("illustration", "Illustration"),
-    ("sticker", "Sticker"),
-    ("clipart", "Clipart"),
-    ("cartoon", "Cartoon"),
-    ("photograph", "Photo"),
-    ("photo", "Photo"),
-    ("pattern", "Pattern"),
-    ("painting", "Painting"),
-    ("drawing", "Drawing"),
-)
-
-#: Reference colours for naming the dominant colours of an image.
+STOPWORDS = frozenset(_DATA["stopwords"])
+BOILERPLATE = frozenset(_DATA["boilerplate"])
+FILLER = frozenset(_DATA["filler_words"])
+INSTRUCTION_WORDS = frozenset(_DATA["instruction_words"])
+NEGATIONS = frozenset(_DATA["negations"])
+TRADEMARKS: tuple[str, ...] = tuple(_DATA["trademarks"])
+AMBIGUOUS_TRADEMARKS = {k: frozenset(v) for k, v in _DATA["ambiguous_trademarks"].items()}
+GENERIC: tuple[str, ...] = tuple(_DATA["generic"])
 COLOR_NAMES: dict[str, tuple[int, int, int]] = {
-    "red": (200, 40, 40),
-    "orange": (240, 140, 30),
-    "yellow": (240, 220, 50),
-    "green": (60, 150, 60),
-    "teal": (30, 140, 140),
-    "blue": (40, 90, 200),
-    "navy": (25, 35, 90),
-    "purple": (120, 60, 160),
-    "pink": (235, 130, 175),
-    "brown": (120, 75, 40),
-    "beige": (220, 200, 165),
-    "black": (20, 20, 20),
-    "white": (245, 245, 245),
-    "gray": (128, 128, 128),
+    k: (v[0], v[1], v[2]) for k, v in _DATA["color_names"].items()
 }
+CATEGORIES: dict[str, list[str]] = _DATA["categories"]
+SUBJECTS: dict[str, dict[str, list[str]]] = _DATA["subjects"]
+CONTRADICTIONS: dict[str, list[str]] = _DATA["contradictions"]
+THEMES: dict[str, dict[str, list[str]]] = _DATA["themes"]
+MEDIUMS: dict[str, str] = _DATA["mediums"]
+STYLES: tuple[str, ...] = tuple(_DATA["styles"])
+_PHOTO_WORDS = frozenset({"photo", "photograph", "photography", "photographic", "photorealistic"})
 
 _WORD = re.compile(r"[a-z0-9][a-z0-9'&-]*")
-_PREPOSITIONS = _wordset("on in at with near under over by next beside behind against")
-_SMALL_WORDS = _wordset("a an the and or nor but of on in at by for to with from as vs")
+_SMALL_WORDS = frozenset(
+    [
+        "a",
+        "an",
+        "the",
+        "and",
+        "or",
+        "nor",
+        "but",
+        "of",
+        "on",
+        "in",
+        "at",
+        "by",
+        "for",
+        "to",
+        "with",
+        "from",
+        "as",
+        "vs",
+    ]
+)
 _CLAUSE = re.compile(r"[,;:.!?\n()\[\]]+|\s+-{1,2}\s+|\s--\w+")
 
 
 class LocalMetadata:
-    """Offline `MetadataProvider`: stock metadata derived from the prompt and keyword."""
+    """Offline `MetadataProvider`: stock metadata from the keyword and the measured image."""
 
     name = "local"
 
@@ -669,14 +92,22 @@ class LocalMetadata:
             raise BadRequest(
                 "cannot describe an image without a prompt or keyword", service="local"
             )
-        colors = dominant_colors(request.image.data)
+        facts = measure(request.image.data, COLOR_NAMES)
+        qc = self.ctx.settings.qc
+        if facts is not None and qc.text_check and qc.text_mode == "report":
+            # A typography job keeps its lettering: the text is a fact of the picture.
+            found = self.ctx.run_heavy(local_detect.inspect, request.image.data, True, False)
+            lines = local_detect.visible_text(
+                found["text"], min_height=qc.text_min_height, min_confidence=qc.text_min_confidence
+            )
+            facts = replace(facts, text=[line.text for line in lines])
         return ImageMetadata(
-            title=make_title(prompt, keyword),
-            description=make_description(prompt, keyword),
+            title=make_title(prompt, keyword, facts),
+            description=make_description(prompt, keyword, facts),
             keywords=make_keywords(
                 prompt,
                 keyword,
-                colors,
+                facts,
                 minimum=settings.min_keywords,
                 maximum=settings.max_keywords,
             ),
@@ -717,41 +148,31 @@ def _remove_trademarks(text: str) -> str:
     for name, context in AMBIGUOUS_TRADEMARKS.items():
         if name in words and words & context:
             text = _trademark_pattern(name).sub(" ", text)
-    # Tidy the gaps a removed name leaves ("a  sneaker", " , ").
     text = re.sub(r"\s+([,.;:])", r"\1", text)
     text = re.sub(r"([,;:])(\s*[,;:])+", r"\1", text)
     return re.sub(r"\s{2,}", " ", text).strip(" ,;:")
 
 
-def _clauses(text: str) -> list[str]:
-    return [c.strip() for c in _CLAUSE.split(text) if c.strip()]
-
-
-def _is_negated(clause: str) -> bool:
-    first = _WORD.findall(clause.lower())[:1]
-    return bool(first) and first[0] in NEGATIONS
-
-
 def _content_words(text: str) -> list[str]:
-    """Lowercase words worth a keyword: no stopwords, boilerplate, numbers or negated words."""
+    """Lowercase words worth a keyword: no stopwords, boilerplate, instructions, numbers or
+    negated words ("no text or logos": everything after the negation in its clause)."""
     out = []
-    for clause in _clauses(text):
-        words = _WORD.findall(clause.lower())
+    for clause in (c for c in _CLAUSE.split(text) if c.strip()):
         negated = False
-        for word in words:
+        for word in _WORD.findall(clause.lower()):
             if word in NEGATIONS:
-                negated = True  # "no text or logos": everything after it in the clause
-                continue
-            if negated:
+                negated = True
                 continue
             word = word.strip("'-&")
             if word.endswith("'s"):
                 word = word[:-2]
             if (
-                len(word) < 2
+                negated
+                or len(word) < 2
                 or word in STOPWORDS
                 or word in BOILERPLATE
                 or word in FILLER
+                or word in INSTRUCTION_WORDS
                 or not any(ch.isalpha() for ch in word)
             ):
                 continue
@@ -773,92 +194,111 @@ def _title_case(text: str) -> str:
     return " ".join(out)
 
 
-def _cut(text: str, limit: int) -> str:
-    """`text` cut at a word boundary to at most `limit` characters."""
-    if len(text) <= limit:
-        return text
-    cut = text[: limit + 1].rsplit(" ", 1)[0]
-    return cut[:limit].rstrip(" ,;:-")
+def _subject_phrases(keyword: str) -> list[str]:
+    """The keyword's comma-separated parts (CSV values), each without instruction words."""
+    phrases: list[str] = []
+    for part in keyword.split(","):
+        words = [w for w in part.split() if w.lower().strip(".'\"") not in INSTRUCTION_WORDS]
+        phrase = " ".join(words).strip(" .;:'\"")
+        if phrase and phrase.lower() not in (p.lower() for p in phrases):
+            phrases.append(phrase)
+    return phrases
 
 
-def _trim_dangling(words: list[str]) -> list[str]:
-    """Drop trailing small words so a cut title does not end in 'of the'."""
-    while words and words[-1].lower() in _SMALL_WORDS | STOPWORDS:
-        words = words[:-1]
-    return words
+def _medium(prompt: str, facts: ImageFacts | None) -> str | None:
+    """The medium the prompt names ("Watercolor", "Photo"...), never "Photo" for flat art."""
+    lowered = prompt.lower()
+    for needle, label in MEDIUMS.items():
+        if re.search(rf"\b{re.escape(needle)}", lowered):
+            if label == "Photo" and facts is not None and facts.flat:
+                continue
+            return label
+    return None
+
+
+def _composition(facts: ImageFacts | None) -> str:
+    """The layout phrase of a title: plain background, or the frame's shape."""
+    if facts is None:
+        return ""
+    if facts.background == "transparent":
+        return "Isolated on Transparent Background"
+    if facts.background == "white":
+        return "Isolated on White Background"
+    if facts.background:
+        return f"on Plain {facts.background.title()} Background"
+    if facts.wide:
+        return "Panoramic Banner"
+    return "Vertical Composition" if facts.orientation == "vertical" else ""
+
+
+def _tones(facts: ImageFacts | None) -> str:
+    """'in Orange and Green Tones': the main colours other than a plain background's."""
+    if facts is None:
+        return ""
+    colors = [c for c in facts.colors if c != facts.background]
+    if not colors:
+        return ""
+    return "in " + " and ".join(c.title() for c in colors[:2]) + " Tones"
 
 
 # ---------------------------------------------------------------------------------------------
 # Title, description, keywords
 
 
-def _subject_clause(prompt: str, keyword: str) -> str:
-    """The prompt's first descriptive clause, or the keyword when the prompt has none."""
-    for clause in _clauses(prompt):
-        if _is_negated(clause) or not _content_words(clause):
-            continue
-        return clause
-    return keyword.replace(",", " ")
-
-
-def make_title(prompt: str, keyword: str) -> str:
-    """Title Case, no commas, at most `TITLE_MAX` characters, naming the subject first."""
-    prompt, keyword = _prepare(prompt, keyword)
-    clause = _subject_clause(prompt, keyword)
-    words = [w for w in re.split(r"\s+", clause.replace(",", " ")) if w]
-    subject = _content_words(keyword)
-    if subject and not any(w in clause.lower() for w in subject):
-        # The prompt's first clause does not mention the keyword: lead with the keyword.
-        words = keyword.replace(",", " ").split() + words
-    words = [w for w in words if w.lower().strip(".'\"") not in BOILERPLATE] or words
-    lowered, said = prompt.lower(), clause.lower()
-    if len(words) <= 4:
-        # A bare subject ("Red Apple") says little: add the medium and the plain background.
-        for needle, label in MEDIUMS:
-            if needle in lowered and label.lower() not in said:
-                words += label.split()
-                break
-        if "isolated" in lowered and "isolated" not in said:
-            words.append("Isolated")
-        if "white background" in lowered and "background" not in said:
-            words += ["on", "White", "Background"]
-    title = _title_case(" ".join(words)).replace(",", "")
-    title = re.sub(r"[\"“”]", "", title)
+def make_title(prompt: str, keyword: str, facts: ImageFacts | None = None) -> str:
+    """Subject (from the keyword), medium, composition and tones: at most `TITLE_MAX`
+    characters, Title Case, no commas. Images that differ in their facts get other titles."""
+    phrases = _subject_phrases(keyword) or [" ".join(_content_words(prompt)[:4]) or "Image"]
+    subject = _title_case(" ".join(phrases[:3]))
+    medium = _medium(prompt, facts)
+    head = subject
+    if medium and medium.lower() not in subject.lower():
+        head = f"{subject} {medium}"
+    composition, tones = _composition(facts), _tones(facts)
+    one_tone = re.sub(r" and \w+", "", tones)
+    # Most telling first; the first that fits wins (the tones keep similar images apart).
+    candidates = [
+        [head, composition, tones],
+        [head, composition, one_tone],
+        [head, tones],
+        [head, composition],
+        [head, one_tone],
+        [head],
+    ]
+    parts = next((c for c in candidates if len(" ".join(p for p in c if p)) <= TITLE_MAX), [head])
+    title = re.sub(r"[\"“”,]", "", " ".join(p for p in parts if p))
+    title = re.sub(r"\s{2,}", " ", title).strip()
     if len(title) > TITLE_MAX:
-        title = " ".join(_trim_dangling(_cut(title, TITLE_MAX).split()))
-    return title.strip() or _title_case(keyword.replace(",", " "))[:TITLE_MAX].strip()
+        words = title[: TITLE_MAX + 1].rsplit(" ", 1)[0].split()
+        while words and words[-1].lower() in _SMALL_WORDS:
+            words.pop()
+        title = " ".join(words)[:TITLE_MAX]
+    return title
 
 
-def make_description(prompt: str, keyword: str) -> str:
-    """One or two sentences, at most `DESCRIPTION_MAX` characters, from the prompt's clauses."""
-    prompt, keyword = _prepare(prompt, keyword)
-    clauses = [c for c in _clauses(prompt) if not _is_negated(c)]
-    kept = []
-    for clause in clauses:
-        words = _WORD.findall(clause.lower())
-        if words and all(w in BOILERPLATE or w in STOPWORDS for w in words):
-            continue  # "high detail", "8k": not a description of the picture
-        kept.append(clause)
-    if not kept:
-        kept = [keyword.strip()] if keyword.strip() else ["Image"]
-    subject_words = _content_words(keyword)
-    if subject_words and not any(w in " ".join(kept).lower() for w in subject_words):
-        # The subject leads; "on a desk" continues it without a comma.
-        lead = keyword.strip().replace(",", "")
-        starts = _WORD.findall(kept[0].lower())[:1]
-        if starts and starts[0] in _PREPOSITIONS:
-            kept[0] = f"{lead} {kept[0]}"
-        else:
-            kept.insert(0, lead)
-    first = kept[0][:1].upper() + kept[0][1:]
-    sentence = first
-    for clause in kept[1:]:
-        candidate = f"{sentence}, {clause}"
-        if len(candidate) + 1 > DESCRIPTION_MAX:
-            break
-        sentence = candidate
+def make_description(prompt: str, keyword: str, facts: ImageFacts | None = None) -> str:
+    """One sentence of at most `DESCRIPTION_MAX` characters: subject, medium, layout, colours."""
+    phrases = _subject_phrases(keyword) or ["Image"]
+    subject = phrases[0]
+    details = ", ".join(phrases[1:3])
+    medium = _medium(prompt, facts)
+    sentence = subject[:1].upper() + subject[1:]
+    if medium:
+        sentence += f" {medium.lower()}" if medium.lower() not in subject.lower() else ""
+    if details:
+        sentence += f", {details}"
+    if facts is not None:
+        layout = _composition(facts).lower()
+        if layout.startswith(("isolated", "on ")):
+            sentence += f" {layout}"
+        tones = _tones(facts).lower()
+        if tones:
+            sentence += f", {tones}"
+        sentence += f"; {facts.orientation} format"
+        if facts.background:
+            sentence += " with copy space"
     if len(sentence) + 1 > DESCRIPTION_MAX:
-        sentence = " ".join(_trim_dangling(_cut(sentence, DESCRIPTION_MAX - 1).split()))
+        sentence = sentence[: DESCRIPTION_MAX - 1].rsplit(" ", 1)[0].rstrip(" ,;:")
     return sentence.rstrip(" ,;:") + "."
 
 
@@ -870,73 +310,98 @@ def _unique_add(out: list[str], items: Iterable[str], limit: int, blocked: set[s
         item = " ".join(item.lower().split())
         if not item or item in blocked or item in out:
             continue
-        twins = {
-            item + "s",
-            item + "es",
-            item[:-1] if item.endswith("s") else "",
-            item[:-2] if item.endswith("es") else "",
-        }
+        twins = {item + "s", item + "es", item[:-1] if item.endswith("s") else ""}
         if twins & set(out):
             continue
         out.append(item)
 
 
+def _singular(word: str) -> str:
+    if word in SUBJECTS or not word.endswith("s"):
+        return word
+    for cut in (word[:-1], word[:-2]):
+        if cut in SUBJECTS:
+            return cut
+    return word
+
+
+def _fact_keywords(facts: ImageFacts | None) -> list[str]:
+    """Keywords the pixels prove: colours, orientation, background, shape."""
+    if facts is None:
+        return []
+    words = list(facts.colors)
+    if facts.text:
+        words += ["text", "lettering", "typography"]
+        words += [w for line in facts.text for w in _content_words(line)]
+    if facts.background:
+        words += ["isolated", "plain background", "copy space"]
+        if facts.background in ("white", "transparent"):
+            words += [f"{facts.background} background", "cutout"]
+    words.append(facts.orientation)
+    if facts.wide:
+        words += ["panorama", "banner"]
+    if facts.flat:
+        words += ["flat", "flat design"]
+    return words
+
+
 def make_keywords(
-    prompt: str, keyword: str, colors: Iterable[str] = (), *, minimum: int = 25, maximum: int = 49
+    prompt: str,
+    keyword: str,
+    facts: ImageFacts | None = None,
+    *,
+    minimum: int = 25,
+    maximum: int = 49,
 ) -> list[str]:
-    """`minimum`..`maximum` unique lowercase keywords, the subject's words first."""
-    prompt, keyword = _prepare(prompt, keyword)
-    blocked = set(TRADEMARKS)
+    """`minimum`..`maximum` unique lowercase keywords: the subject, its relatives, the
+    measured facts, the prompt's medium and words, then generic filler (at most a third,
+    more only when nothing else is known)."""
+    blocked = set(TRADEMARKS) | set(INSTRUCTION_WORDS)
     out: list[str] = []
-    # 1. The subject: the keyword's phrases (CSV values are comma-joined), then their words.
-    phrases = [p.strip().lower() for p in keyword.split(",") if p.strip()]
-    subject_words = _content_words(keyword)
+    phrases = [p.lower() for p in _subject_phrases(keyword)]
+    subject_words = [_singular(w) for w in _content_words(keyword)]
+    prompt_words = [_singular(w) for w in _content_words(prompt)]
+    known = [w for w in subject_words if w in SUBJECTS]
+    known = known or [w for w in prompt_words if w in SUBJECTS]
+    categories: list[str] = []
+    for word in known:
+        categories += [c for c in SUBJECTS[word]["categories"] if c not in categories]
+    for category in categories:
+        blocked |= set(CONTRADICTIONS.get(category, ()))
+    if facts is not None and facts.flat:
+        blocked |= _PHOTO_WORDS
+    if facts is not None and not facts.wide:
+        blocked |= {"panorama", "panoramic", "banner"}
+    if facts is not None and facts.orientation != "square":
+        blocked.add("square")
+    # 1. The subject: the keyword's phrases (CSV values), then their words.
     _unique_add(out, [p for p in phrases if 1 < len(p.split()) <= 3], maximum, blocked)
     _unique_add(out, subject_words, maximum, blocked)
-    # 2. The prompt's own words, in order.
-    prompt_words = _content_words(prompt)
-    _unique_add(out, prompt_words, maximum, blocked)
-    # 3. Named colours, then the dominant colours of the pixels.
-    _unique_add(out, [w for w in prompt_words if w in COLOR_NAMES], maximum, blocked)
-    _unique_add(out, colors, maximum, blocked)
-    # 4. Concepts related to the themes the subject and prompt name (subject's themes first).
-    words = subject_words + prompt_words
-    active = []
-    for word in words:
-        for theme, (triggers, _related) in THEMES.items():
-            if word in triggers and theme not in active:
-                active.append(theme)
-    related = [THEMES[t][1] for t in active]
-    # Interleave the themes so two themes both get their best concepts in.
+    # 2. Close relatives: the subject's own, then its categories' (interleaved).
+    _unique_add(out, [r for w in known for r in SUBJECTS[w]["related"]], maximum, blocked)
+    lists = [CATEGORIES[c] for c in categories]
+    for i in range(max((len(r) for r in lists), default=0)):
+        _unique_add(out, [r[i] for r in lists if i < len(r)], maximum, blocked)
+    # 3. What the pixels show.
+    _unique_add(out, _fact_keywords(facts), maximum, blocked)
+    # 4. The prompt's medium and style words, then the themes the keyword names.
+    lowered = prompt.lower()
+    styles = [s for s in STYLES if re.search(rf"\b{re.escape(s)}\b", lowered)]
+    _unique_add(out, styles, maximum, blocked)
+    medium = _medium(prompt, facts)
+    if medium:
+        _unique_add(out, [medium.lower()], maximum, blocked)
+    related = [
+        theme["related"] for theme in THEMES.values() if set(subject_words) & set(theme["triggers"])
+    ]
     for i in range(max((len(r) for r in related), default=0)):
         _unique_add(out, [r[i] for r in related if i < len(r)], maximum, blocked)
-    # 5. Generic stock concepts, only as many as needed to reach the minimum.
+    # 5. The prompt's own content words (instructions and boilerplate already removed).
+    _unique_add(out, prompt_words, maximum, blocked)
+    # 6. Generic filler: at most a third of the result; beyond that only to reach the minimum.
+    specific = len(out)
+    cap = specific // 2  # filler / total <= 1/3  <=>  filler <= specific / 2
+    _unique_add(out, GENERIC, min(minimum, specific + cap), blocked)
     if len(out) < minimum:
         _unique_add(out, GENERIC, minimum, blocked)
     return out[:maximum]
-
-
-# ---------------------------------------------------------------------------------------------
-# Colours
-
-
-def dominant_colors(data: bytes, count: int = 2) -> list[str]:
-    """Names of the image's main colours, most frequent first; [] if it cannot be read."""
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.draft("RGB", (64, 64))
-            image.thumbnail((48, 48))
-            rgba = image.convert("RGBA")
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
-        return []
-    arr = np.asarray(rgba, dtype=np.float32).reshape(-1, 4)
-    arr = arr[arr[:, 3] > 128][:, :3]  # transparent pixels have no colour to name
-    if arr.size == 0:
-        return []
-    names = list(COLOR_NAMES)
-    refs = np.asarray([COLOR_NAMES[n] for n in names], dtype=np.float32)
-    nearest = ((arr[:, None, :] - refs[None, :, :]) ** 2).sum(axis=2).argmin(axis=1)
-    counts = np.bincount(nearest, minlength=len(names))
-    order = np.argsort(-counts, kind="stable")
-    # Only colours that cover a real share of the picture are worth a keyword.
-    return [names[i] for i in order[:count] if counts[i] >= 0.12 * len(arr)]

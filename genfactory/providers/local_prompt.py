@@ -1,36 +1,66 @@
-"""The offline prompt engine: turns a filled template into one clean, single-line image prompt.
+"""The offline prompt engine: a direct template, filled, is the image prompt.
 
-No model is involved, so nothing is invented: the prompt is the template's own text, tidied.
-Comment lines go, lines are joined into one, list markers and whitespace are collapsed, and
-sentences addressed to a writer ("You are...", "Write one prompt for: X") are dropped, keeping
-what follows their colon. The slot's keyword / CSV values are guaranteed to be in the result.
+No model is involved, so nothing is invented and nothing the user wrote is dropped: comment
+lines go, lines are joined into one, list markers and whitespace are collapsed, and the slot's
+keyword / CSV values are guaranteed to be in the result. A template written as instructions
+to a model ("You are...", "Your task...", "Guidelines:") cannot be followed without one:
+`check_direct_template` stops such a job before it starts.
 """
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
-from genfactory.errors import BadRequest
+from genfactory.errors import BadRequest, ConfigError
 from genfactory.providers.base import PromptRequest
 from genfactory.providers.registry import ProviderContext
 
-# Sentences that instruct a prompt writer rather than describe an image. Only sentence starts
+# Sentences or lines that address a prompt writer rather than describe a picture. Only starts
 # are matched, so an image description such as "a chef who never smiles" is left alone.
 _INSTRUCTION = re.compile(
-    r"^(?:you\b|your\b|please\b|i want\b|i need\b|write\b|return\b|respond\b|answer\b|reply\b|"
-    r"output\b|give me\b|provide\b|generate (?:a|an|one)\s+(?:\w+\s+)?prompt\b|"
-    r"create (?:a|an|one)\s+(?:\w+\s+)?prompt\b|make sure\b|ensure\b|do not\b|don't\b|"
-    r"never\b|always\b|only\b|the prompt\b|each prompt\b|this prompt\b|"
-    r"(?:a|an|one) (?:\w+\s+)?prompt\b|as an? \w+ prompt\b)",
+    r"^(?:you\s+are\b|you're\b|you\s+will\b|you\s+must\b|your\s+(?:task|job|goal|role|"
+    r"mission|output|answer|response)\b|act\s+as\b|"
+    r"(?:guidelines|instructions|rules|requirements|constraints|output\s+format)\s*:|"
+    r"use\s+(?:these|the\s+following)\s+(?:\w+\s+)?(?:elements|details|keywords|words|ideas)\b|"
+    r"(?:write|generate|create|craft|compose|produce|give\s+me)\s+(?:a|an|one|\d+|the)\s+"
+    r"(?:\w+\s+){0,3}prompts?\b|"
+    r"(?:the|each|this|your)\s+prompts?\s+(?:must|should|will|needs?)\b|"
+    r"(?:answer|respond|reply)\s+(?:with|only|in)\b|(?:return|output)\s+only\b)",
     re.IGNORECASE,
 )
 _LIST_MARKER = re.compile(r"^\s*(?:[-*•]+|\d+[.)])\s+")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'(])")
+_SENTENCE_END = re.compile(r"(?<=[.!?:])\s+(?=[A-Z\"'(])")
 _SPACES = re.compile(r"\s+")
 
 
+def instruction_sentence(template: str) -> str | None:
+    """The first sentence of `template` that instructs a model, or None for a direct one."""
+    for line, _is_item in _content_lines(template):
+        for sentence in _SENTENCE_END.split(line):
+            sentence = _SPACES.sub(" ", sentence).strip()
+            if _INSTRUCTION.match(sentence):
+                return sentence
+    return None
+
+
+def check_direct_template(template: str, path: Path | None) -> None:
+    """ConfigError when the local prompt provider is given a template of instructions."""
+    sentence = instruction_sentence(template)
+    if sentence is None:
+        return
+    shown = sentence if len(sentence) <= 60 else sentence[:57] + "..."
+    where = f"prompt template {path}" if path else "the prompt template"
+    raise ConfigError(
+        f"{where} reads as instructions to a model ({shown!r}), which providers.prompt = local "
+        "would send to the image generator as the picture itself; set providers.prompt = "
+        "openai (an OpenAI-compatible server such as Ollama) or write a direct template that "
+        "describes the picture, e.g. '${keyword}, watercolor illustration, white background'"
+    )
+
+
 class TemplatePromptProvider:
-    """Offline `PromptProvider`: the filled template, cleaned into one line."""
+    """Offline `PromptProvider`: the filled template, joined into one line."""
 
     name = "local"
 
@@ -38,23 +68,12 @@ class TemplatePromptProvider:
         self.ctx = ctx
 
     def make_prompt(self, request: PromptRequest) -> str:
-        """One single-line image prompt containing the slot's keyword / CSV values."""
+        """One single-line image prompt: every sentence of the template, and the slot's values."""
         required = _required_values(request)
-        parts: list[str] = []
-        in_instruction_list = False
-        for line, is_item in _content_lines(request.system_prompt):
-            if is_item and in_instruction_list:
-                # An item under "The prompt must:" is a rule for the writer, not the image.
-                parts.extend(_keep_values(line, required))
-                continue
-            kept, opens_list = _clean(line, required)
-            parts.extend(kept)
-            in_instruction_list = opens_list
-        prompt = _join(parts)
+        prompt = _join([line for line, _is_item in _content_lines(request.system_prompt)])
         missing = [value for value in required if value.casefold() not in prompt.casefold()]
         if missing:
-            # The template did not use the keyword (or it sat in a dropped instruction): the
-            # subject must lead the prompt, so put it first.
+            # The template did not use the keyword: the subject must lead the prompt.
             prompt = _join([", ".join(missing), prompt])
         prompt = prompt.strip(" ,;")
         if not prompt:
@@ -78,43 +97,11 @@ def _content_lines(text: str) -> list[tuple[str, bool]]:
     return lines
 
 
-def _clean(line: str, required: list[str]) -> tuple[list[str], bool]:
-    """The descriptive sentences of one line, and whether it opens a list of instructions.
-
-    An instruction is dropped, except the text after its colon when that text holds the slot's
-    values ("Write one prompt for this subject: red fox" -> "red fox").
-    """
-    kept: list[str] = []
-    opens_list = False
-    for sentence in _SENTENCE_END.split(line):
-        sentence = _SPACES.sub(" ", sentence).strip()
-        if not sentence:
-            continue
-        opens_list = False
-        if _INSTRUCTION.match(sentence):
-            _head, colon, tail = sentence.partition(":")
-            if colon and not tail.strip():
-                opens_list = True
-            kept.extend(_keep_values(tail, required) if colon else [])
-            continue
-        kept.append(sentence)
-    return kept, opens_list
-
-
-def _keep_values(text: str, required: list[str]) -> list[str]:
-    """`text` (trailing period removed) if it carries one of the slot's values, else nothing."""
-    text = _SPACES.sub(" ", text).strip().rstrip(".")
-    folded = text.casefold()
-    if text and any(value.casefold() in folded for value in required):
-        return [text]
-    return []
-
-
 def _join(parts: list[str]) -> str:
     """Join pieces into one line: a comma unless the previous piece already ends a clause."""
     out = ""
     for part in parts:
-        part = part.strip()
+        part = _SPACES.sub(" ", part).strip()
         if not part:
             continue
         if not out:
@@ -123,7 +110,7 @@ def _join(parts: list[str]) -> str:
             out = f"{out} {part}"
         else:
             out = f"{out}, {part}"
-    return _SPACES.sub(" ", out).strip()
+    return out.strip()
 
 
 def _required_values(request: PromptRequest) -> list[str]:

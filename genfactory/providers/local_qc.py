@@ -1,7 +1,10 @@
-"""The offline quality check: decodable, big enough, the asked aspect ratio, not blank, sharp.
+"""The offline quality check: decodable, big enough, the asked aspect ratio, not blank, sharp,
+no visible lettering, no explicit content.
 
-It cannot see text, logos or faces - that takes a vision model - so it checks what pixels
-alone can prove. Measurements run on a grayscale copy at most `ANALYSIS_SIDE` px long:
+Lettering and explicit content are found by the ONNX models that ship in the
+`rapidocr-onnxruntime` and `nudenet` wheels (`local_detect`), run through `ctx.run_heavy` (the
+process pool in a job). It cannot judge logos, faces or anatomy - that takes a vision model.
+The pixel measurements run on a grayscale copy at most `ANALYSIS_SIDE` px long:
 
 * *spread*: the luminance standard deviation; below `qc.blank_stddev` the image is blank or
   washed out.
@@ -16,12 +19,15 @@ from __future__ import annotations
 import io
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from genfactory.config import parse_aspect_ratio
+from genfactory.config import QualitySection, Settings, parse_aspect_ratio
 from genfactory.errors import BadRequest
+from genfactory.prompting import load_qc_prompt
+from genfactory.providers import local_detect
 from genfactory.providers.base import QCRequest, QCVerdict
 from genfactory.providers.registry import ProviderContext
 
@@ -92,11 +98,57 @@ class LocalQC:
                 False,
                 f"image is blurred (edge sharpness {stats.sharpness:.1f} < {qc.blur_threshold:g})",
             )
-        return QCVerdict(
-            True,
+        passed = (
             f"technical checks passed (std-dev {stats.stddev:.1f}, "
-            f"edge sharpness {stats.sharpness:.1f})",
+            f"edge sharpness {stats.sharpness:.1f})"
         )
+        if not (qc.text_check or qc.nsfw_check):
+            return QCVerdict(True, passed)
+        found = self.ctx.run_heavy(
+            local_detect.inspect, request.image.data, qc.text_check, qc.nsfw_check
+        )
+        return judge(found, qc, passed)
+
+
+def judge(found: dict[str, list[Any]], qc: QualitySection, passed: str) -> QCVerdict:
+    """The verdict on the detectors' findings (`local_detect.inspect`'s answer)."""
+    hit = local_detect.explicit(found["nsfw"], qc.nsfw_threshold)
+    if hit is not None:
+        return QCVerdict(
+            False,
+            f"explicit content: {hit.label.lower().replace('_', ' ')} (score {hit.score:.2f} "
+            f">= {qc.nsfw_threshold:g})",
+        )
+    lines = local_detect.visible_text(
+        found["text"], min_height=qc.text_min_height, min_confidence=qc.text_min_confidence
+    )
+    if not lines:
+        return QCVerdict(True, passed)
+    read = ", ".join(repr(line.text) for line in lines[:5])
+    if qc.text_mode == "report":
+        return QCVerdict(True, f"{passed}; visible text (reported): {read}")
+    return QCVerdict(False, f"visible text: {read}")
+
+
+def start_warnings(settings: Settings) -> list[str]:
+    """What a job should be told before it starts about its QC settings; a `qc.prompt_file`
+    that cannot be read is an InputFileError here, before anything is created."""
+    qc = settings.qc
+    if qc.prompt_file is not None:
+        load_qc_prompt(qc.prompt_file)
+    if settings.providers.qc != "local" or not qc.run_quality_check:
+        return []
+    ignored = [
+        name
+        for name, value in (("qc.rules", qc.rules), ("qc.prompt_file", qc.prompt_file))
+        if value
+    ]
+    return [
+        f"{name} is ignored: the local QC follows no written rules (it checks size, aspect "
+        "ratio, blank, blur, lettering and explicit content); set providers.qc = openai "
+        "(or an OpenAI-compatible vision server) to apply them"
+        for name in ignored
+    ]
 
 
 def decode(data: bytes, max_pixels: int | None = None) -> tuple[Image.Image, tuple[int, int]]:

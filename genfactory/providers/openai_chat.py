@@ -4,8 +4,12 @@ Works with api.openai.com and with local OpenAI-compatible servers (Ollama, LM S
 OPENAI_API_KEY is required only when `openai.base_url` is api.openai.com; other servers get no
 Authorization header unless a key is set (see `registry.key_required`).
 Vision calls ask for structured outputs (`response_format: json_schema`, strict), but local
-servers may ignore the schema, so every answer is validated here: an invalid answer is asked for
-again, up to `openai.max_attempts`, then reported as `MalformedResponse` with the raw text kept.
+servers may ignore the schema, so every answer is validated here. The re-ask policy
+(`_OpenAIChat.reask`) is the only one that repeats a call after a malformed answer (an unreadable
+body, no choices, an answer off the schema or the stock limits): `openai.max_attempts` calls in
+all per image and step, then `MalformedResponse` with the raw text kept. The HTTP layer retries
+only transport failures for these calls (`retry_malformed=False`). Metadata with too few
+keywords is never asked again: `metadata.too_few_keywords` pads, accepts or fails it.
 
 Images go out as base64 data URLs typed by their real bytes (SPEC §11); formats the API does
 not take (TIFF, BMP, AVIF...) are re-encoded as PNG first.
@@ -19,11 +23,14 @@ import json
 import logging
 import re
 from collections.abc import Callable
+from importlib.resources import files
 from typing import Any, TypeVar
 
 from PIL import Image
 
-from genfactory.errors import ContentRejected, ImageRejected, MalformedResponse
+from genfactory import stock
+from genfactory.errors import ContentRejected, ImageRejected, MalformedResponse, TooFewKeywords
+from genfactory.prompting import load_qc_prompt
 from genfactory.providers.base import (
     ImageInput,
     ImageMetadata,
@@ -42,8 +49,8 @@ T = TypeVar("T")
 #: Media types OpenAI vision accepts as they are.
 VISION_TYPES = {"image/png", "image/jpeg", "image/webp", "image/gif"}
 
-TITLE_MAX = 70
-DESCRIPTION_MAX = 200
+TITLE_MAX = stock.STRICTEST.title_max
+DESCRIPTION_MAX = stock.STRICTEST.description_max
 
 #: Default QC rules (SPEC §3), from the original app.
 QC_RULES = (
@@ -55,17 +62,15 @@ QC_RULES = (
     "obvious generation artifacts: melted or duplicated shapes, seams, noise, heavy blur",
 )
 
-#: Brand and character names stock sites reject in keywords; matched as whole words.
-TRADEMARKS = frozenset(
-    {
-        "adidas", "amazon", "apple", "barbie", "batman", "bmw", "chanel", "coca-cola",
-        "disney", "facebook", "ferrari", "gucci", "google", "harry potter", "hello kitty",
-        "instagram", "iphone", "ipad", "lego", "marvel", "mcdonalds", "mercedes",
-        "mickey mouse", "microsoft", "netflix", "nike", "nintendo", "pepsi", "pixar",
-        "playstation", "pokemon", "porsche", "samsung", "spiderman", "star wars", "starbucks",
-        "superman", "tesla", "tiktok", "xbox", "youtube",
-    }
-)  # fmt: skip
+#: Words never used to pad a short keyword list (see `short_keywords_policy`).
+PAD_STOPWORDS = frozenset(
+    word
+    for line in (files("genfactory") / "templates" / "pad_stopwords.txt")
+    .read_text(encoding="utf-8")
+    .splitlines()
+    if not line.startswith("#")
+    for word in line.split()
+)
 
 QC_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -144,44 +149,23 @@ def parse_json_answer(text: str) -> Any:
     raise InvalidAnswer("the answer is not JSON")
 
 
-def _cut(text: str, limit: int) -> str:
-    """At most `limit` characters, cut at a word boundary when there is one."""
-    text = " ".join(text.split())
-    if len(text) <= limit:
-        return text
-    cut = text[: limit + 1].rsplit(" ", 1)[0]
-    return (cut if len(cut) >= limit // 2 else text[:limit]).rstrip(" .,;:-")
-
-
-def _is_trademark(keyword: str) -> bool:
-    padded = f" {re.sub(r'[^a-z0-9-]+', ' ', keyword)} "
-    return any(f" {mark} " in padded for mark in TRADEMARKS)
-
-
 def normalize_metadata(
     answer: dict[str, Any], *, min_keywords: int, max_keywords: int, strict_count: bool
 ) -> ImageMetadata:
-    """Stock-ready metadata (SPEC §3) from a schema-valid answer, or InvalidAnswer.
-
-    Title: no commas, ≤ 70; description ≤ 200; keywords lowercase, unique, no trademarks,
-    at most `max_keywords`. Fewer than `min_keywords` is invalid while `strict_count`.
-    """
-    title = _cut(str(answer["title"]).replace(",", " ").strip().strip('"').rstrip("."), TITLE_MAX)
-    description = _cut(str(answer["description"]).strip().strip('"'), DESCRIPTION_MAX)
-    keywords: list[str] = []
-    for item in answer["keywords"]:
-        for part in str(item).split(","):
-            word = " ".join(part.strip().lstrip("#").lower().split())
-            if word and word not in keywords and not _is_trademark(word):
-                keywords.append(word)
-    keywords = keywords[:max_keywords]
-    if not title:
+    """Stock-ready metadata (`genfactory.stock` rules) from a schema-valid answer, or
+    InvalidAnswer. At most `max_keywords`; fewer than `min_keywords` is invalid while
+    `strict_count`."""
+    meta, _changes = stock.normalize_metadata(
+        str(answer["title"]), str(answer["description"]), [str(k) for k in answer["keywords"]]
+    )
+    keywords = list(meta.keywords[:max_keywords])
+    if not meta.title:
         raise InvalidAnswer("the title is empty")
-    if not description:
+    if not meta.description:
         raise InvalidAnswer("the description is empty")
     if not keywords or (strict_count and len(keywords) < min_keywords):
         raise InvalidAnswer(f"only {len(keywords)} usable keywords, {min_keywords} wanted")
-    return ImageMetadata(title=title, description=description, keywords=keywords)
+    return ImageMetadata(title=meta.title, description=meta.description, keywords=keywords)
 
 
 def vision_image(image: ImageInput) -> tuple[bytes, str]:
@@ -204,7 +188,26 @@ def data_url(image: ImageInput) -> str:
     return f"data:{media_type};base64,{base64.b64encode(data).decode('ascii')}"
 
 
-def qc_instructions(extra_rules: str | None) -> str:
+#: With `qc.prompt_file` the user's instructions may ask for more than a verdict: whatever
+#: else they ask for comes back in `details` (strict schemas allow no free-form fields).
+QC_PROMPT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {**QC_SCHEMA["properties"], "details": {"type": "string"}},
+    "required": [*QC_SCHEMA["required"], "details"],
+    "additionalProperties": False,
+}
+
+
+def qc_instructions(extra_rules: str | None, prompt: str | None = None) -> str:
+    """The QC system message: the built-in rules plus `qc.rules`, or `qc.prompt_file`'s
+    instructions in their place (the answer stays passed + reason, and details)."""
+    if prompt:
+        return (
+            f"{prompt.strip()}\n\n"
+            'Answer with JSON only: {"passed": true or false, "reason": "one short sentence", '
+            '"details": "anything else these instructions ask you to report, as name: value; '
+            '... (empty when there is nothing)"}'
+        )
     rules = "\n".join(f"- {rule}" for rule in QC_RULES)
     extra = f"\nAlso reject it for:\n{extra_rules.strip()}\n" if extra_rules else ""
     return (
@@ -277,7 +280,10 @@ class _OpenAIChat(ServiceProvider):
                 "type": "json_schema",
                 "json_schema": {"name": schema_name or "answer", "strict": True, "schema": schema},
             }
-        answer = self.http.request_json("POST", "/chat/completions", json=body)
+        # Malformed bodies are the re-ask policy's business, not the HTTP layer's.
+        answer = self.http.request_json(
+            "POST", "/chat/completions", json=body, retry_malformed=False
+        )
         usage = answer.get("usage") if isinstance(answer, dict) else None
         if isinstance(usage, dict):
             self.ctx.usage.add(
@@ -311,10 +317,9 @@ class _OpenAIChat(ServiceProvider):
         accept: Callable[[dict[str, Any], bool], T],
         on_refusal: Callable[[str], T],
     ) -> T:
-        """Ask until the answer passes `schema` and `accept(answer, last_try)`."""
-        attempts = self.config.max_attempts
-        problem, raw = "", ""
-        for attempt in range(1, attempts + 1):
+        """Ask (re-asking per `reask`) until the answer passes `schema` and `accept`."""
+
+        def once(last_try: bool) -> T:
             content, refusal = self.complete(
                 messages,
                 model=self.vision_model,
@@ -324,17 +329,39 @@ class _OpenAIChat(ServiceProvider):
             )
             if refusal:
                 return on_refusal(self.http.scrub(refusal))
-            raw = content
             try:
                 parsed = parse_json_answer(content)
                 errors = schema_errors(parsed, schema)
                 if errors:
                     raise InvalidAnswer("; ".join(errors[:3]))
-                return accept(parsed, attempt == attempts)
+                return accept(parsed, last_try)
             except InvalidAnswer as exc:
-                problem = str(exc)
+                raise _Reask(str(exc), content) from None
+
+        return self.reask(
+            what,
+            once,
+            hint=f"the model {self.vision_model!r} may not support structured outputs, try "
+            "another openai.vision_model",
+        )
+
+    def reask(self, what: str, once: Callable[[bool], T], *, hint: str) -> T:
+        """The re-ask policy: `once(last_try)` up to `openai.max_attempts` calls in all.
+
+        `once` raises `_Reask` for an answer worth asking again; an unreadable body or an
+        answer without choices (`MalformedResponse` from `complete`) counts the same.
+        """
+        attempts = self.config.max_attempts
+        problem, raw = "", ""
+        for attempt in range(1, attempts + 1):
+            try:
+                return once(attempt == attempts)
+            except _Reask as exc:
+                problem, raw = exc.problem, exc.raw
+            except MalformedResponse as exc:
+                problem, raw = "an unreadable answer", exc.raw or ""
             if attempt < attempts:
-                self.ctx.usage.add("openai", retries=1)
+                self.ctx.usage.add("openai", reasks=1)
                 log.warning(
                     "OpenAI gave an invalid %s answer (%s); asking again (%d of %d)",
                     what,
@@ -344,9 +371,7 @@ class _OpenAIChat(ServiceProvider):
                 )
         self.ctx.usage.add("openai", failures=1)
         raise MalformedResponse(
-            f"OpenAI gave no valid {what} answer in {attempts} tries (last: {problem}); the "
-            f"model {self.vision_model!r} may not support structured outputs, try another "
-            "openai.vision_model",
+            f"OpenAI gave no valid {what} answer in {attempts} calls (last: {problem}); {hint}",
             service="openai",
             raw=self.http.scrub(raw[:RAW_LIMIT]),
         )
@@ -361,15 +386,50 @@ class _OpenAIChat(ServiceProvider):
         }
 
     def metadata_from(self, answer: dict[str, Any], last_try: bool) -> ImageMetadata:
+        """Normalised metadata; a short keyword list follows `metadata.too_few_keywords`
+        instead of costing another call."""
         limits = self.settings.metadata
-        return normalize_metadata(
+        metadata = normalize_metadata(
             answer,
             min_keywords=limits.min_keywords,
             max_keywords=limits.max_keywords,
-            # A short list is asked for again, but accepted on the last try: fewer keywords
-            # beat no metadata.
-            strict_count=not last_try,
+            strict_count=False,
         )
+        return short_keywords_policy(
+            metadata, limits.too_few_keywords, limits.min_keywords, limits.max_keywords
+        )
+
+
+class _Reask(Exception):
+    """An answer worth asking again: what was wrong, and the raw text for diagnosis."""
+
+    def __init__(self, problem: str, raw: str = "") -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.raw = raw
+
+
+def short_keywords_policy(
+    metadata: ImageMetadata, policy: str, min_keywords: int, max_keywords: int
+) -> ImageMetadata:
+    """`metadata.too_few_keywords`: pad (words of the title and description), accept or fail."""
+    if len(metadata.keywords) >= min_keywords or policy == "accept":
+        return metadata
+    if policy == "fail":
+        raise TooFewKeywords(
+            f"the metadata has {len(metadata.keywords)} keywords, fewer than "
+            f"metadata.min_keywords = {min_keywords}; set metadata.too_few_keywords = pad or "
+            "accept to keep such images",
+            service="openai",
+        )
+    keywords = list(metadata.keywords)
+    text = f"{metadata.title} {metadata.description}".lower()
+    for word in re.findall(r"[a-z][a-z-]{2,}", text):
+        if len(keywords) >= min(min_keywords, max_keywords):
+            break
+        if word not in keywords and word not in PAD_STOPWORDS and not stock.trademark_in(word):
+            keywords.append(word)
+    return ImageMetadata(metadata.title, metadata.description, keywords)
 
 
 def _number(value: Any) -> float:
@@ -388,8 +448,8 @@ class OpenAIPrompt(_OpenAIChat):
             {"role": "system", "content": request.system_prompt},
             {"role": "user", "content": request.keyword},
         ]
-        problem = ""
-        for attempt in range(1, self.config.max_attempts + 1):
+
+        def once(_last_try: bool) -> str:
             content, refusal = self.complete(
                 messages, model=self.config.model, temperature=self.config.temperature
             )
@@ -400,18 +460,11 @@ class OpenAIPrompt(_OpenAIChat):
                     service="openai",
                 )
             prompt = " ".join(content.strip().strip('"').split())
-            if prompt:
-                return prompt
-            problem = "an empty answer"
-            if attempt < self.config.max_attempts:
-                self.ctx.usage.add("openai", retries=1)
-        self.ctx.usage.add("openai", failures=1)
-        raise MalformedResponse(
-            f"OpenAI gave {problem} for the prompt of {request.keyword!r} in "
-            f"{self.config.max_attempts} tries; check openai.model",
-            service="openai",
-            raw="",
-        )
+            if not prompt:
+                raise _Reask("an empty answer")
+            return prompt
+
+        return self.reask(f"prompt ({request.keyword!r})", once, hint="check openai.model")
 
 
 class OpenAIVisionMetadata(_OpenAIChat):
@@ -439,15 +492,20 @@ class OpenAIVisionMetadata(_OpenAIChat):
 class OpenAIVisionQC(_OpenAIChat):
     """`QCProvider`: passed/reason from a vision model, rules of SPEC §3 plus `qc.rules`."""
 
+    def _qc_prompt(self) -> str | None:
+        path = self.settings.qc.prompt_file
+        return load_qc_prompt(path) if path is not None else None
+
     def check(self, request: QCRequest) -> QCVerdict:
+        custom = self._qc_prompt()
         return self.structured(
             [
-                {"role": "system", "content": qc_instructions(self.settings.qc.rules)},
+                {"role": "system", "content": qc_instructions(self.settings.qc.rules, custom)},
                 self.image_message(_qc_text(request), request.image),
             ],
             what="quality check",
             schema_name="quality_check",
-            schema=QC_SCHEMA,
+            schema=QC_PROMPT_SCHEMA if custom else QC_SCHEMA,
             temperature=0.0,
             accept=lambda answer, _last: _verdict(answer),
             on_refusal=lambda text: QCVerdict(False, f"the vision model refused: {text[:200]}"),
@@ -463,7 +521,7 @@ class OpenAIVisionQC(_OpenAIChat):
         """
         limits = self.settings.metadata
         instructions = (
-            qc_instructions(self.settings.qc.rules).rsplit("\n", 1)[0]
+            qc_instructions(self.settings.qc.rules, self._qc_prompt()).rsplit("\n", 1)[0]
             + "\n\nIf it passes, also write its stock metadata.\n"
             + metadata_instructions(limits.min_keywords, limits.max_keywords).rsplit("\n", 1)[0]
             + "\nIf it does not pass, give an empty title, description and keywords.\n"
@@ -518,6 +576,14 @@ def _verdict(answer: dict[str, Any]) -> QCVerdict:
     reason = " ".join(str(answer["reason"]).split())[:500]
     if not answer["passed"] and not reason:
         raise InvalidAnswer("a failed verdict without a reason")
+    # What a custom QC prompt asked for beyond the verdict is kept with the reason (the row's
+    # QC details): `details`, and any extra field a lenient server returned.
+    known = {"passed", "reason", "details", *METADATA_SCHEMA["properties"]}
+    extras = [str(answer.get("details") or "").strip()]
+    extras += [f"{name}: {value}" for name, value in answer.items() if name not in known]
+    extra = "; ".join(" ".join(e.split()) for e in extras if e)
+    if extra:
+        reason = f"{reason} ({extra[:500]})" if reason else extra[:500]
     return QCVerdict(passed=bool(answer["passed"]), reason=reason)
 
 

@@ -74,11 +74,13 @@ class OpenAIImages(ServiceProvider):
         images: list[GeneratedImage] = []
         revised: str | None = None
         for _ in range(calls):
+            # Paid and not idempotent (no id to look up): sent at most once per image batch.
             answer = self.http.request_json(
                 "POST",
                 "/images/generations",
                 json=self.body_for(request, per_call),
                 timeout=timeout,
+                paid=True,
             )
             items = answer.get("data") if isinstance(answer, dict) else None
             if not isinstance(items, list) or not items:

@@ -15,6 +15,7 @@ import logging
 import random
 import re
 import time
+import warnings
 from typing import Any
 
 from PIL import Image
@@ -22,8 +23,10 @@ from PIL import Image
 from genfactory.errors import (
     BadRequest,
     ContentRejected,
+    ImageRejected,
     MalformedResponse,
     ProviderTimeout,
+    RateLimited,
     RetryableProviderError,
 )
 from genfactory.providers.base import GeneratedImage, GenerationRequest, GenerationResult
@@ -69,10 +72,26 @@ def with_version(prompt: str, version: str) -> str:
     return f"{prompt} --v {version}"
 
 
-def split_grid(data: bytes) -> list[bytes]:
-    """Crop a Midjourney 2×2 grid into its four images, as PNG (top-left, top-right, ...)."""
-    with Image.open(io.BytesIO(data)) as grid:
+def split_grid(data: bytes, max_pixels: int | None = None) -> list[bytes]:
+    """Crop a Midjourney 2×2 grid into its four images, as PNG (top-left, top-right, ...).
+
+    A grid above `max_pixels` (`processing.max_image_pixels`), truncated or unreadable is
+    refused with `ImageRejected` before it is decoded.
+    """
+    try:
+        with warnings.catch_warnings():
+            # The setting decides, below; Pillow's own (global) limit only warns.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            grid = Image.open(io.BytesIO(data))
+        if max_pixels is not None and grid.width * grid.height > max_pixels:
+            raise ImageRejected(
+                f"the Midjourney grid is {grid.width}x{grid.height} px, more than "
+                f"processing.max_image_pixels = {max_pixels}; it was not decoded"
+            )
         grid.load()
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise ImageRejected(f"the Midjourney grid cannot be read ({exc}); it was skipped") from None
+    with grid:
         image = grid if grid.mode in ("RGB", "RGBA", "L", "LA") else grid.convert("RGBA")
         width, height = image.size
         half_w, half_h = width // 2, height // 2
@@ -116,7 +135,7 @@ class PiAPIMidjourney(ServiceProvider):
         urls = self._output_urls(data, task_id)
         if len(urls) == 1:
             grid = self.http.download(urls[0], what="grid")
-            blobs = split_grid(grid)
+            blobs = split_grid(grid, self.settings.processing.max_image_pixels)
             sources = [f"{urls[0]}#{part}" for part in ("tl", "tr", "bl", "br")]
         else:
             blobs = [self.http.download(url) for url in urls]
@@ -159,7 +178,11 @@ class PiAPIMidjourney(ServiceProvider):
                 "process_mode": self.settings.generation.process_mode,
             },
         }
-        answer = self.http.request_json("POST", self.config.create_path, json=body, limited=False)
+        # Paid: sent at most once; an ambiguous failure raises AmbiguousCreate (PiAPI has no
+        # lookup of a task whose id never arrived).
+        answer = self.http.request_json(
+            "POST", self.config.create_path, json=body, limited=False, paid=True
+        )
         data = answer.get("data") if isinstance(answer, dict) else None
         task_id = data.get("task_id") if isinstance(data, dict) else None
         if not isinstance(task_id, str) or not task_id:
@@ -171,6 +194,7 @@ class PiAPIMidjourney(ServiceProvider):
                 raw=self.http.scrub(str(answer)[:RAW_LIMIT]),
             )
         log.info("PiAPI task %s created", task_id)
+        self.ctx.usage.add("piapi", tasks=1)
         if request.on_task_created is not None:
             request.on_task_created(task_id)
         return task_id
@@ -184,7 +208,11 @@ class PiAPIMidjourney(ServiceProvider):
         errors = 0
         while True:
             try:
-                answer = self.http.request_json("GET", path, attempts=1, limited=False)
+                # A Retry-After longer than the polling time left fails at once (RateLimited).
+                left = max(0.0, deadline - time.monotonic())
+                answer = self.http.request_json(
+                    "GET", path, attempts=1, limited=False, max_sleep=left
+                )
                 data = answer.get("data") if isinstance(answer, dict) else None
                 if not isinstance(data, dict):
                     raise MalformedResponse(
@@ -193,6 +221,8 @@ class PiAPIMidjourney(ServiceProvider):
                         service="piapi",
                         raw=self.http.scrub(str(answer)[:RAW_LIMIT]),
                     )
+            except RateLimited:
+                raise
             except RetryableProviderError as exc:
                 errors += 1
                 if errors >= gen.max_poll_errors:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -15,6 +16,7 @@ from genfactory.providers.base import Limiter, Usage, no_limit
 PROVIDERS: dict[tuple[str, str], str] = {
     ("prompt", "local"): "genfactory.providers.local_prompt:TemplatePromptProvider",
     ("image", "local"): "genfactory.providers.local_image:LocalRenderer",
+    ("image", "files"): "genfactory.providers.local_files:LocalFiles",
     ("qc", "local"): "genfactory.providers.local_qc:LocalQC",
     ("background", "local"): "genfactory.providers.local_background:LocalBackgroundRemover",
     ("metadata", "local"): "genfactory.providers.local_metadata:LocalMetadata",
@@ -66,6 +68,9 @@ class ProviderContext:
     credentials: Credentials = field(default_factory=Credentials)
     usage: Usage = field(default_factory=Usage)
     limiter: Limiter = no_limit
+    #: Runs a picklable top-level function with its arguments: the task layer passes its
+    #: process pool (`tasks.imaging.run_in_pool`) so model inference uses every core.
+    run_heavy: Callable[..., Any] = field(default=lambda fn, *args: fn(*args), compare=False)
 
 
 def provider_name(settings: Settings, role: str) -> str:

@@ -83,6 +83,7 @@ class RemoveBG(ServiceProvider):
             # Any other 400 follows the common policy (BadRequest, counted as a failure).
             self.ctx.usage.add("removebg", failures=1)
             raise self.http.error_for(response)
+        self.ctx.usage.add("removebg", images=1)
         return BackgroundResult(data=response.content, credits_charged=credits)
 
     def _checked(self, response: httpx.Response) -> httpx.Response:

@@ -1,4 +1,11 @@
-"""Runware image inference over its REST API: one POST with a JSON array of tasks."""
+"""Runware image inference over its REST API: one POST with a JSON array of tasks.
+
+The POST is paid and sent at most once (`paid=True`): after a failure that may have come after
+Runware accepted it, `AmbiguousCreate` is raised with the task's `taskUUID`. Runware keys a task
+by the `taskUUID` the client chooses and documents looking a past task up by it
+(`getTaskDetails`), so the id is reported through `on_task_created` before the request is sent:
+a later, deliberate retry can look it up instead of paying again.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +15,7 @@ from typing import Any
 
 from genfactory.config import fit_size, parse_lora
 from genfactory.errors import (
+    AmbiguousCreate,
     AuthenticationError,
     BadRequest,
     ContentRejected,
@@ -77,12 +85,19 @@ class RunwareImages(ServiceProvider):
 
     def generate(self, request: GenerationRequest) -> GenerationResult:
         task_uuid = str(uuid.uuid4())
-        answer = self.http.request_json(
-            "POST",
-            "",
-            json=[self.task_for(request, task_uuid)],
-            timeout=self.http.generation_timeout(generation_timeout_seconds(self.settings)),
-        )
+        if request.on_task_created is not None:
+            request.on_task_created(task_uuid)
+        try:
+            answer = self.http.request_json(
+                "POST",
+                "",
+                json=[self.task_for(request, task_uuid)],
+                timeout=self.http.generation_timeout(generation_timeout_seconds(self.settings)),
+                paid=True,
+            )
+        except AmbiguousCreate as exc:
+            exc.task_id = task_uuid
+            raise
         if not isinstance(answer, dict):
             raise self.malformed("an answer that is not a JSON object", answer)
         items = [

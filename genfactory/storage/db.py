@@ -10,7 +10,7 @@ from typing import Any
 import platformdirs
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import QueuePool
 
 from genfactory.errors import ConfigError
 
@@ -63,7 +63,8 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        read_only = conn.get_execution_options().get("genfactory_read_only", False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def create_store_engine(url: str) -> Engine:
@@ -82,8 +83,11 @@ def create_store_engine(url: str) -> Engine:
         engine = create_engine(
             url,
             connect_args={"check_same_thread": False, "timeout": 60},
-            # One connection per checkout avoids sharing pysqlite connections between threads.
-            poolclass=NullPool,
+            # Pooled: opening a connection (and its PRAGMAs) per transaction cost more CPU than
+            # the transaction. A pooled pysqlite connection serves one thread at a time.
+            poolclass=QueuePool,
+            pool_size=8,
+            max_overflow=64,
         )
         _configure_sqlite(engine)
         return engine

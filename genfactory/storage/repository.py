@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session
 
 from genfactory.statuses import (
@@ -53,7 +54,17 @@ _PG_APPROVAL_LOCK = 7_311_043
 
 @contextmanager
 def _session() -> Iterator[Session]:
+    """A short write transaction (BEGIN IMMEDIATE on SQLite: writers queue up front)."""
     with Session(get_engine(), expire_on_commit=False) as session, session.begin():
+        yield session
+
+
+@contextmanager
+def _reading() -> Iterator[Session]:
+    """A short read transaction: on SQLite a plain BEGIN, so readers never wait for the write
+    lock (WAL lets them read beside a writer)."""
+    engine = get_engine().execution_options(genfactory_read_only=True)
+    with Session(engine, expire_on_commit=False) as session, session.begin():
         yield session
 
 
@@ -144,8 +155,47 @@ def _get(session: Session, model: type[Any], row_id: int, what: str) -> Any:
     return row
 
 
-def _record(cls: type[Any], row: Any) -> Any:
-    values = {f.name: getattr(row, f.name) for f in dataclasses.fields(cls)}
+_NAMES: dict[Any, dict[str, str]] = {}
+_LABELLED: dict[Any, tuple[Any, ...]] = {}
+
+
+def _column_names(model: type[Any]) -> dict[str, str]:
+    """Attribute name -> column name (`image_metadata` is stored as `metadata`)."""
+    if model not in _NAMES:
+        _NAMES[model] = {a.key: a.columns[0].name for a in sa_inspect(model).column_attrs}
+    return _NAMES[model]
+
+
+def _columns(cls: type[Any], model: type[Any]) -> tuple[Any, ...]:
+    """The table columns a record class holds, labelled by attribute name."""
+    key = (cls, model)
+    if key not in _LABELLED:
+        names = _column_names(model)
+        _LABELLED[key] = tuple(
+            model.__table__.c[names[f.name]].label(f.name) for f in dataclasses.fields(cls)
+        )
+    return _LABELLED[key]
+
+
+def _fetch(session: Session, cls: type[Any], model: type[Any], row_id: int, what: str) -> Any:
+    """One row as a record, by a Core select on the session's connection: the hot path of
+    every step skips the ORM's per-statement work."""
+    table = model.__table__
+    row = (
+        session.connection()
+        .execute(select(*_columns(cls, model)).where(table.c.id == row_id))
+        .first()
+    )
+    if row is None:
+        raise NotFound(f"{what} {row_id} does not exist")
+    return _record(cls, row._mapping, mapping=True)
+
+
+def _record(cls: type[Any], row: Any, *, mapping: bool = False) -> Any:
+    if mapping:
+        values = {f.name: row[f.name] for f in dataclasses.fields(cls)}
+    else:
+        values = {f.name: getattr(row, f.name) for f in dataclasses.fields(cls)}
     for key, value in values.items():
         # SQLite hands back naive datetimes; every time in the store is UTC.
         if isinstance(value, datetime) and value.tzinfo is None:
@@ -202,19 +252,19 @@ def create_execution(
 
 
 def get_execution(execution_id: int) -> ExecutionRecord:
-    with _session() as s:
-        row = _get(s, JobExecution, execution_id, "job")
-        return _record(ExecutionRecord, row)
+    with _reading() as s:
+        record: ExecutionRecord = _fetch(s, ExecutionRecord, JobExecution, execution_id, "job")
+        return record
 
 
 def find_execution_by_flow_run(flow_run_id: str) -> ExecutionRecord | None:
-    with _session() as s:
+    with _reading() as s:
         row = s.scalars(select(JobExecution).where(JobExecution.flow_run_id == flow_run_id)).first()
         return None if row is None else _record(ExecutionRecord, row)
 
 
 def list_executions(limit: int = 50, status: str | None = None) -> list[ExecutionRecord]:
-    with _session() as s:
+    with _reading() as s:
         query = select(JobExecution).order_by(JobExecution.id.desc()).limit(limit)
         if status:
             query = query.where(JobExecution.status == status)
@@ -223,7 +273,7 @@ def list_executions(limit: int = 50, status: str | None = None) -> list[Executio
 
 def image_counts(execution_id: int) -> dict[str, int]:
     """Images of an execution per status."""
-    with _session() as s:
+    with _reading() as s:
         rows = s.execute(
             select(GeneratedImage.status, func.count())
             .where(GeneratedImage.execution_id == execution_id)
@@ -250,25 +300,35 @@ def _cas(
     new: str,
     what: str,
     values: dict[str, Any],
-) -> None:
-    """Compare-and-set one row's status: `UPDATE … WHERE id = ? AND status IN expected`."""
+    record: type[Any] | None = None,
+) -> Any:
+    """Compare-and-set one row's status: `UPDATE … WHERE id = ? AND status IN expected`.
+    With `record`, returns the updated row as that record class (UPDATE … RETURNING)."""
     expected_set = {expected} if isinstance(expected, str) else set(expected)
     for current in expected_set:
         if not allowed(table, current, new):
             raise TransitionError(f"{what} {row_id}: {current} -> {new} is not a status change")
-    result = session.execute(
-        update(model)
-        .where(model.id == row_id, model.status.in_(expected_set))
-        .values(status=new, **values)
+    rows = model.__table__
+    names = _column_names(model)
+    statement = (
+        update(rows)
+        .where(rows.c.id == row_id, rows.c.status.in_(expected_set))
+        .values({names[key]: value for key, value in {"status": new, **values}.items()})
     )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
-        current_row = session.get(model, row_id)
-        if current_row is None:
-            raise NotFound(f"{what} {row_id} does not exist")
-        raise TransitionError(
-            f"{what} {row_id} is {current_row.status}, expected {' or '.join(sorted(expected_set))}"
-            f" (to become {new})"
-        )
+    connection = session.connection()
+    if record is not None:
+        row = connection.execute(statement.returning(*_columns(record, model))).first()
+        if row is not None:
+            return _record(record, row._mapping, mapping=True)
+    elif connection.execute(statement).rowcount == 1:
+        return None
+    found = connection.execute(select(rows.c.status).where(rows.c.id == row_id)).scalar()
+    if found is None:
+        raise NotFound(f"{what} {row_id} does not exist")
+    raise TransitionError(
+        f"{what} {row_id} is {found}, expected {' or '.join(sorted(expected_set))}"
+        f" (to become {new})"
+    )
 
 
 def transition_execution(
@@ -435,13 +495,24 @@ def add_slots(execution_id: int, slots: Sequence[dict[str, Any]]) -> list[int]:
 
 
 def get_slot(slot_id: int) -> SlotRecord:
-    with _session() as s:
-        row = _get(s, GenerationSlot, slot_id, "slot")
-        return _record(SlotRecord, row)
+    with _reading() as s:
+        record: SlotRecord = _fetch(s, SlotRecord, GenerationSlot, slot_id, "slot")
+        return record
+
+
+def get_slot_by_number(execution_id: int, slot: int) -> SlotRecord | None:
+    """Slot number `slot` of an execution, or None."""
+    with _reading() as s:
+        row = s.scalars(
+            select(GenerationSlot).where(
+                GenerationSlot.execution_id == execution_id, GenerationSlot.slot == slot
+            )
+        ).first()
+        return None if row is None else _record(SlotRecord, row)
 
 
 def list_slots(execution_id: int) -> list[SlotRecord]:
-    with _session() as s:
+    with _reading() as s:
         rows = s.scalars(
             select(GenerationSlot)
             .where(GenerationSlot.execution_id == execution_id)
@@ -483,7 +554,7 @@ def transition_slot(
 
 def open_slots(execution_id: int) -> list[SlotRecord]:
     """Slots of an execution not yet generated or failed, in slot order."""
-    with _session() as s:
+    with _reading() as s:
         rows = s.scalars(
             select(GenerationSlot)
             .where(
@@ -493,17 +564,6 @@ def open_slots(execution_id: int) -> list[SlotRecord]:
             .order_by(GenerationSlot.slot)
         )
         return [_record(SlotRecord, row) for row in rows]
-
-
-def slot_counts(execution_id: int) -> dict[str, int]:
-    """Slots of an execution per status."""
-    with _session() as s:
-        rows = s.execute(
-            select(GenerationSlot.status, func.count())
-            .where(GenerationSlot.execution_id == execution_id)
-            .group_by(GenerationSlot.status)
-        )
-        return {status: count for status, count in rows}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -566,9 +626,9 @@ def add_images(
 
 
 def get_image(image_id: int) -> ImageRecord:
-    with _session() as s:
-        row = _get(s, GeneratedImage, image_id, "image")
-        return _record(ImageRecord, row)
+    with _reading() as s:
+        record: ImageRecord = _fetch(s, ImageRecord, GeneratedImage, image_id, "image")
+        return record
 
 
 def list_images(
@@ -578,7 +638,7 @@ def list_images(
     slot: int | None = None,
     limit: int | None = None,
 ) -> list[ImageRecord]:
-    with _session() as s:
+    with _reading() as s:
         query = select(GeneratedImage).order_by(
             GeneratedImage.execution_id, GeneratedImage.slot, GeneratedImage.image_index
         )
@@ -633,14 +693,24 @@ def transition_image(
     if unknown:
         raise ValueError(f"cannot update image fields {sorted(unknown)}")
     with _session() as s:
-        _cas(s, GeneratedImage, IMAGE_TRANSITIONS, image_id, expected, new, "image", fields)
-        return _record(ImageRecord, _get(s, GeneratedImage, image_id, "image"))
+        record: ImageRecord = _cas(
+            s,
+            GeneratedImage,
+            IMAGE_TRANSITIONS,
+            image_id,
+            expected,
+            new,
+            "image",
+            fields,
+            ImageRecord,
+        )
+        return record
 
 
 def open_images(execution_id: int) -> list[ImageRecord]:
     """Images of an execution the job engine has not finished (generated, qc_passed,
     processed), in slot order."""
-    with _session() as s:
+    with _reading() as s:
         rows = s.scalars(
             select(GeneratedImage)
             .where(
@@ -703,7 +773,7 @@ def approve_image(
 def approved_hashes(execution_id: int | None) -> list[tuple[int, str]]:
     """(image id, perceptual hash) of approved images, of one execution or the whole store,
     oldest first."""
-    with _session() as s:
+    with _reading() as s:
         query = (
             select(GeneratedImage.id, GeneratedImage.phash)
             .where(GeneratedImage.phash.is_not(None))
@@ -721,7 +791,7 @@ def approved_hashes(execution_id: int | None) -> list[tuple[int, str]]:
 
 def stats() -> dict[str, Any]:
     """Store-wide counts: executions per status, images per status."""
-    with _session() as s:
+    with _reading() as s:
         jobs = dict(
             s.execute(select(JobExecution.status, func.count()).group_by(JobExecution.status)).all()
         )
@@ -731,6 +801,34 @@ def stats() -> dict[str, Any]:
             ).all()
         )
     return {"jobs": jobs, "images": images}
+
+
+# ---------------------------------------------------------------------------------------------
+# Exports
+
+
+def iter_images(
+    execution_id: int, *, status: str | None = None, batch: int = 500
+) -> Iterator[ImageRecord]:
+    """An execution's images in `list_images` order, read `batch` rows at a time, so an export
+    of a 10,000-image job holds one batch of rows, not all of them."""
+    offset = 0
+    while True:
+        with _session() as s:
+            query = (
+                select(GeneratedImage)
+                .where(GeneratedImage.execution_id == execution_id)
+                .order_by(GeneratedImage.slot, GeneratedImage.image_index, GeneratedImage.id)
+                .offset(offset)
+                .limit(batch)
+            )
+            if status:
+                query = query.where(GeneratedImage.status == status)
+            rows = [_record(ImageRecord, row) for row in s.scalars(query)]
+        yield from rows
+        if len(rows) < batch:
+            return
+        offset += batch
 
 
 # ---------------------------------------------------------------------------------------------

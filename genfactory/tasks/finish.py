@@ -62,6 +62,7 @@ def finish_job(execution_id: int) -> dict[str, Any]:
     else:
         execution = repository.finish_execution(execution_id, status=status, error_message=message)
     summary = summarize(execution_id)
+    summary["report_path"] = _write_report(execution_id, summary)
     _summary_artifact(execution_id, summary)
     log_step(
         f"job {execution_id} {summary['status']}: {summary['approved']} approved, "
@@ -86,6 +87,25 @@ def _close_open_work(runtime: JobRuntime, message: str, code: str) -> None:
         )
     for image in repository.open_images(runtime.execution_id):
         fail_image(image, "finish", message, code, level=logging.INFO)
+
+
+#: Up to this many images the job's HTML report is written when it finishes (a thumbnail costs
+#: about 10 ms); larger jobs get it from `genfactory export J --format html`.
+REPORT_AT_FINISH_LIMIT = 1000
+
+
+def _write_report(execution_id: int, summary: dict[str, Any]) -> str | None:
+    """The job's visual report (exports.report) beside its log; None when not written."""
+    if summary["total"] > REPORT_AT_FINISH_LIMIT or not summary.get("log_path"):
+        return None
+    from genfactory.exports.report import write_report
+
+    path = Path(str(summary["log_path"])).with_suffix(".html")
+    try:
+        return str(write_report(execution_id, path))
+    except Exception as exc:  # a report must never fail the job
+        log_step(f"report not written: {exc}", step="finish", level=logging.WARNING)
+        return None
 
 
 def close_runtime(execution_id: int) -> None:
@@ -153,7 +173,12 @@ def _summary_artifact(execution_id: int, summary: dict[str, Any]) -> None:
             if summary["failed_slots"]
             else ""
         )
-        + f". Output: {summary['output_dir']}"
+        + f". Output: {summary['output_dir']}. "
+        + (
+            f"[Visual report]({Path(summary['report_path']).as_uri()})"
+            if summary.get("report_path")
+            else f"Visual report: `genfactory export {summary['execution_id']} --format html`"
+        )
     )
     # The API may be unreachable; the store has everything.
     with contextlib.suppress(Exception):

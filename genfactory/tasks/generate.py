@@ -14,6 +14,7 @@ from pathlib import Path
 
 from prefect import task
 
+from genfactory import pricing
 from genfactory.config import Settings
 from genfactory.errors import ImageRejected, JobStopped, MalformedResponse
 from genfactory.media import extension_for, sniff_media_type
@@ -73,6 +74,8 @@ def generate_slot(execution_id: int, slot_id: int, slot: int) -> list[int]:
         return []
     try:
         with runtime.guard():
+            if not record.provider_task_id:  # polling a recorded task costs nothing more
+                runtime.check_budget(pricing.planned_calls(settings, 1))
             prompt = record.prompt or _make_prompt(runtime, record)
             repository.transition_slot(
                 slot_id,
@@ -90,6 +93,7 @@ def generate_slot(execution_id: int, slot_id: int, slot: int) -> list[int]:
                 seed=seed,
                 negative_prompt=settings.prompts.negative_prompt,
                 resume_task_id=record.provider_task_id,
+                source_path=record.variables.get("source_path"),
                 on_task_created=lambda task_id: repository.update_slot(
                     slot_id, provider_task_id=task_id
                 ),
@@ -156,7 +160,9 @@ def _seed(base_seed: int | None, slot: int) -> int:
     """Reproducible per slot when the job has a seed, random otherwise."""
     if base_seed is None:
         return random.randrange(2**31)
-    return (base_seed * 100_003 + slot) % 2**31
+    # Providers give image i of a slot `seed + i`: slots are spaced wider than any image
+    # count (at most 20 per generation) so no two images of a job share a seed.
+    return (base_seed * 100_003 + slot * 32) % 2**31
 
 
 def _save_images(
@@ -169,15 +175,17 @@ def _save_images(
     settings: Settings = runtime.settings
     temp_dir = Path(str(settings.job.temp_dir))
     stem = f"{safe_name(str(settings.job.label))}_{slot.slot}"
+    source_stem = slot.variables.get("source_stem")  # an image from `job.images_dir`
     rows: list[dict[str, object]] = []
     try:
         for index, image in enumerate(images):
             media_type = sniff_media_type(image.data) or "application/octet-stream"
             # The execution id keeps temp names apart across jobs that share a label; the name
             # is this image's own, so a generation saved again replaces it.
+            name = f"{stem}_{index}" if not source_stem else safe_name(str(source_stem))
             path = write_replacing(
                 temp_dir,
-                f"{stem}_{index}_e{runtime.execution_id}",
+                f"{name}_e{runtime.execution_id}",
                 extension_for(media_type),
                 image.data,
             )

@@ -14,11 +14,13 @@ from prefect import task
 from prefect.runtime import flow_run
 from pydantic import BaseModel
 
-from genfactory import prompting
+from genfactory import image_folder, prompting
 from genfactory.config import Credentials, Settings, parse_image_size, validate_settings
 from genfactory.engine.recovery import recover_stale_executions, this_worker
 from genfactory.errors import UserError
 from genfactory.logs import open_job_log, register_secrets
+from genfactory.providers.local_prompt import check_direct_template
+from genfactory.providers.local_qc import start_warnings
 from genfactory.providers.registry import check_credentials
 from genfactory.statuses import FINAL_SLOT_STATUSES, JobStatus
 from genfactory.storage import repository
@@ -76,24 +78,20 @@ def prepare(
 ) -> tuple[Settings, list[dict[str, object]]]:
     """Every check that can fail on user input, before anything is created. Returns the
     settings as they will run (label, directories resolved) and the planned slots."""
+    files = None
+    if settings.job.images_dir is not None:
+        files, skipped = image_folder.plan_folder(Path(settings.job.images_dir))
+        image_folder.warn_once(skipped)
+        settings = image_folder.settings_for_files(settings, len(files))
+    image_folder.warn_once(start_warnings(settings))
     credentials = credentials or load_credentials(settings)
     register_secrets(credentials.secret_values())
     check_credentials(settings, credentials)
-    if settings.job.keywords_file is None:
-        raise UserError(
-            "no keywords file: pass --keywords FILE or set job.keywords_file in the settings file"
-        )
-    source = prompting.read_keywords(Path(settings.job.keywords_file).expanduser())
-    template = prompting.load_template(settings.prompts.template, settings.providers.prompt)
-    plans = prompting.plan_slots(
-        source,
-        template,
-        settings.job.count,
-        settings.generation.aspect_ratios,
-        random_order=settings.job.keyword_random,
-        seed=settings.job.seed,
-    )
+    if files is None:
+        plans = _keyword_plans(settings)
     resolved = resolve_places(settings)
+    if files is not None:
+        return resolved, [plan.as_slot() for plan in files]
     slots = []
     for plan in plans:
         width, height = slot_size(resolved, plan.slot, plan.aspect_ratio)
@@ -109,6 +107,26 @@ def prepare(
             }
         )
     return resolved, slots
+
+
+def _keyword_plans(settings: Settings) -> list[prompting.SlotPlan]:
+    """The slots of a generation job: keywords file and template."""
+    if settings.job.keywords_file is None:
+        raise UserError(
+            "no keywords file: pass --keywords FILE or set job.keywords_file in the settings file"
+        )
+    source = prompting.read_keywords(Path(settings.job.keywords_file).expanduser())
+    template = prompting.load_template(settings.prompts.template, settings.providers.prompt)
+    if settings.providers.prompt == "local":
+        check_direct_template(template, settings.prompts.template)
+    return prompting.plan_slots(
+        source,
+        template,
+        settings.job.count,
+        settings.generation.aspect_ratios,
+        random_order=settings.job.keyword_random,
+        seed=settings.job.seed,
+    )
 
 
 def default_output_dir(settings: Settings, label: str) -> Path:

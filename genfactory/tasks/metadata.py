@@ -5,9 +5,11 @@ is approved, unless a near-duplicate was approved meanwhile."""
 from __future__ import annotations
 
 import contextlib
+import logging
 from pathlib import Path
 from typing import Any
 
+from genfactory import stock
 from genfactory.providers.base import ImageInput, MetadataRequest
 from genfactory.statuses import ImageStatus
 from genfactory.storage import repository
@@ -33,10 +35,16 @@ def describe(runtime: JobRuntime, image: ImageRecord) -> ImageRecord:
                 keyword=image.keyword or "",
             )
             with runtime.guard():
+                if settings.providers.metadata == "openai":
+                    runtime.check_budget({"openai": {"vision_calls": 1}})
                 metadata = runtime.provider("metadata").describe(request).as_dict()
-            image = repository.update_image(image.id, image_metadata=metadata)
+        if metadata:
+            metadata = _stock_ready(metadata, image)
+            if metadata != image.image_metadata:
+                image = repository.update_image(image.id, image_metadata=metadata)
         if metadata and settings.metadata.embed:
-            imaging.embed_file_metadata(
+            imaging.run_in_pool(
+                imaging.embed_file_metadata,
                 str(staged),
                 str(metadata["title"]),
                 str(metadata["description"]),
@@ -52,6 +60,25 @@ def describe(runtime: JobRuntime, image: ImageRecord) -> ImageRecord:
             level=10,
         )
     return image
+
+
+def _stock_ready(metadata: dict[str, Any], image: ImageRecord) -> dict[str, Any]:
+    """The same stock-site rules for every provider (genfactory.stock): what a limit forced
+    is logged, never silent."""
+    normalized, changes = stock.normalize_metadata(
+        str(metadata.get("title", "")),
+        str(metadata.get("description", "")),
+        list(metadata.get("keywords", [])),
+    )
+    if changes:
+        log_step(
+            "stock rules: " + "; ".join(changes),
+            step="metadata",
+            slot=image.slot,
+            image_index=image.image_index,
+            level=logging.DEBUG,
+        )
+    return {**metadata, **normalized.as_dict()}
 
 
 def approve(

@@ -8,6 +8,7 @@ reaches the output directory only at approval, with its metadata embedded (`task
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,13 @@ STAGED_DIR = ".staged"
 
 
 def output_stem(runtime: JobRuntime, image: ImageRecord) -> str:
-    """`<label>_<slot>_<index>`: the delivered file's name before its extension."""
+    """The delivered file's name before its extension: the source file's stem for an image
+    from `job.images_dir`, else `<label>_<slot>_<index>`."""
+    if runtime.settings.job.images_dir is not None:
+        slot = repository.get_slot_by_number(image.execution_id, image.slot)
+        stem = slot.variables.get("source_stem") if slot is not None else None
+        if stem:
+            return safe_name(str(stem))
     return f"{safe_name(str(runtime.settings.job.label))}_{image.slot}_{image.image_index}"
 
 
@@ -87,6 +94,7 @@ def process(runtime: JobRuntime, image: ImageRecord) -> ImageRecord:
         + (f" ({note})" if note else ""),
         step="process",
         duration_ms=t["ms"],
+        level=logging.INFO if note else logging.DEBUG,
         **fields,
     )
     return processed
@@ -124,6 +132,8 @@ def _remove_background(runtime: JobRuntime, prepared: bytes) -> tuple[bytes | No
     """(cutout PNG, note). Soft failure mode keeps the image; `fail` returns (None, reason)."""
     try:
         with runtime.guard():
+            if runtime.settings.providers.background == "removebg":
+                runtime.check_budget({"removebg": {"images": 1, "credits": 1}})
             result = runtime.provider("background").remove_background(
                 ImageInput(data=prepared, media_type="image/png")
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from genfactory.providers.base import ImageInput, QCRequest
@@ -27,14 +28,20 @@ def check_quality(runtime: JobRuntime, image: ImageRecord) -> ImageRecord:
     provider = runtime.provider("qc")
     metadata = None
     with runtime.guard(), timed() as t:
+        if settings.providers.qc == "openai":
+            runtime.check_budget({"openai": {"vision_calls": 1}})
         if settings.metadata.combined_with_qc and hasattr(provider, "check_and_describe"):
             verdict, metadata = provider.check_and_describe(request, image.keyword or "")
         else:
             verdict = provider.check(request)
     fields = {"image_index": image.image_index, "slot": image.slot, "duration_ms": t["ms"]}
     if verdict.passed:
-        log_step("passed", step="qc", **fields)
-        extra = {"image_metadata": metadata.as_dict()} if metadata is not None else {}
+        log_step("passed", step="qc", level=logging.DEBUG, **fields)
+        extra: dict[str, object] = {}
+        if metadata is not None:
+            extra["image_metadata"] = metadata.as_dict()
+        if "visible text" in verdict.reason:  # qc.text_mode = report: the text read is kept
+            extra["qc_reason"] = verdict.reason
         return repository.transition_image(
             image.id, ImageStatus.GENERATED, ImageStatus.QC_PASSED, **extra
         )

@@ -17,13 +17,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from genfactory import pricing
 from genfactory.config import Credentials, Settings, validate_settings
-from genfactory.errors import JobFatalError, JobStopped
+from genfactory.errors import BudgetExceeded, JobFatalError, JobStopped
 from genfactory.logs import register_secrets
 from genfactory.providers.base import Usage
 from genfactory.providers.registry import ProviderContext, build_provider
 from genfactory.statuses import JobStatus
 from genfactory.storage import repository
+from genfactory.tasks import imaging
 from genfactory.tasks.common import describe_error
 from genfactory.tasks.limits import make_limiter
 from genfactory.tasks.secrets import load_credentials
@@ -44,6 +46,8 @@ class JobRuntime:
     log_handler: logging.Handler | None = None
     _flushed: dict[str, dict[str, float]] = field(default_factory=dict)
     _flush_lock: threading.Lock = field(default_factory=threading.Lock)
+    #: What earlier runs of this execution (before a resume) had spent, from the store.
+    usage_before: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def provider(self, role: str) -> Any:
         """The job's provider for `role`, built on first use."""
@@ -71,6 +75,26 @@ class JobRuntime:
         except JobFatalError as exc:
             self.stop(describe_error(exc))
             raise
+
+    def spent(self) -> dict[str, dict[str, float]]:
+        """Usage of the whole execution: earlier runs plus this process's counters."""
+        total = {service: dict(values) for service, values in self.usage_before.items()}
+        for service, values in self.context.usage.snapshot().items():
+            entry = total.setdefault(service, {})
+            for key, amount in values.items():
+                entry[key] = entry.get(key, 0) + amount
+        return total
+
+    def check_budget(self, next_call: dict[str, dict[str, int]] | None) -> None:
+        """Stop the job (BudgetExceeded, a fatal error) before a call that would take it past
+        `job.max_cost`."""
+        if self.settings.job.max_cost is None or not next_call:
+            return
+        reason = pricing.budget_exceeded(self.settings, self.spent(), next_call=next_call)
+        if reason:
+            error = BudgetExceeded(reason)
+            self.stop(describe_error(error))
+            raise error
 
     def flush_usage(self) -> None:
         """Add what the providers counted since the last flush to the store's counters."""
@@ -108,9 +132,14 @@ def start_runtime(
     credentials = credentials or load_credentials(settings)
     register_secrets(credentials.secret_values())
     context = ProviderContext(
-        settings=settings, credentials=credentials, usage=Usage(), limiter=make_limiter(settings)
+        settings=settings,
+        credentials=credentials,
+        usage=Usage(),
+        limiter=make_limiter(settings),
+        run_heavy=imaging.run_in_pool,
     )
     runtime = JobRuntime(execution_id=execution_id, settings=settings, context=context)
+    runtime.usage_before = repository.get_execution(execution_id).usage or {}
     with _registry_lock:
         _runtimes[execution_id] = runtime
     return runtime

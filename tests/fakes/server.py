@@ -21,10 +21,17 @@ Faults, from Python (`add_fault`, `set_fault_rate`, `set_latency`) or `POST /_co
                  "401", "402", "403", "404", "hang" (seconds; the connection is then closed
                  unanswered), "reset" (connection dropped), "garbage" (200 with a non-JSON body),
                  "latency" (seconds, then the normal answer)
+    after the work is done (the task exists, the charge is made), any service:
+                 "late_answer" (seconds: the answer is held back, then the connection closed),
+                 "502_after" (a 502 instead of the answer), "reset_after" (connection dropped)
+    cdn:         "huge" (mb; chunked=True streams without Content-Length)
     piapi:       "fail_task" (message), "slow_task" (extra_polls), "grid" (only one grid URL)
     runware:     "task_error" (code, message: a 200 answer with errors[])
     openai:      "malformed" (variant="text"|"schema"), "refusal", "qc_fail" (reason)
     removebg:    "unknown_foreground"
+
+`FakeServices.echo_key = True` makes every successful answer echo the key it received (in
+prompts, QC reasons, titles, descriptions, keywords, revised prompts): no answer is trusted.
 
 Run by hand: `python -m tests.fakes.server --port 8765` prints the variables to export.
 """
@@ -81,6 +88,8 @@ GENERIC_FAULTS = {
     "429", "500", "502", "503", "400", "401", "402", "403", "404",
     "hang", "reset", "garbage", "latency",
 }  # fmt: skip
+#: Faults that strike after the request was handled: the task exists and was charged.
+AFTER_FAULTS = {"late_answer", "502_after", "reset_after"}
 #: What a random fault rate draws from: transient faults a client must ride out.
 TRANSIENT_FAULTS = ("429", "500", "502", "503", "garbage", "reset")
 OPENAI_IMAGE_SIZES = {
@@ -241,12 +250,14 @@ class FakeServices:
         self.image_long_side = image_long_side
         self.midjourney_grid_only = False
         self.qc_reject_words = QC_REJECT_WORDS
+        self.echo_key = False
         self._seed = seed
         self._lock = threading.Lock()
         self._requests: list[RecordedRequest] = []
         self._faults: list[Fault] = []
         self._rate: tuple[float, tuple[str, ...], set[str], random.Random, dict[str, Any]] | None
         self._rate = None
+        self._spared: set[tuple[str, str]] = set()
         self._latency: dict[str, float] = {}
         self._tasks: dict[str, _Task] = {}
         self._cdn: dict[str, tuple[bytes, str]] = {}
@@ -369,11 +380,14 @@ class FakeServices:
         kinds: Iterable[str] = TRANSIENT_FAULTS,
         services: Iterable[str] = (*SERVICES, "cdn"),
         seed: int = 0,
+        spare: Iterable[tuple[str, str]] = (),
         **params: Any,
     ) -> None:
-        """Answer a share `rate` of requests with a random transient fault (seeded)."""
+        """Answer a share `rate` of requests with a random transient fault (seeded); requests
+        to the (service, exact path) pairs in `spare` never get one."""
         with self._lock:
             self._rate = (rate, tuple(kinds), set(services), random.Random(seed), params)
+            self._spared = set(spare)
 
     def set_latency(self, service: str, seconds: float) -> None:
         """Every answer of `service` waits `seconds` first (0 turns it off)."""
@@ -411,7 +425,8 @@ class FakeServices:
             if self._rate is not None:
                 rate, rate_kinds, services, rng, params = self._rate
                 choices = [k for k in rate_kinds if k in wanted]
-                if service in services and choices and rng.random() < rate:
+                spared = (service, path) in self._spared
+                if service in services and choices and not spared and rng.random() < rate:
                     return Fault(service, rng.choice(choices), 1, dict(params))
         return None
 
@@ -651,6 +666,33 @@ class _Handler(BaseHTTPRequestHandler):
     def _handle(self, service: str, rest: str, record: RecordedRequest) -> None:
         self._generic_fault(service, rest, record)
         self._check_key(service, record)
+        after = self.server.fake.take_fault(service, AFTER_FAULTS, rest)
+        if after is None:
+            self._serve(service, rest, record)
+            return
+        record.fault = after.kind
+        try:
+            self._serve(service, rest, record)
+        except _Reply as reply:
+            if reply.status >= 400:
+                raise
+        # The work is done (the task exists); the client never learns it.
+        if after.kind == "502_after":
+            raise _Reply(502, error_body(service, 502, "Bad gateway"))
+        if after.kind == "late_answer":
+            self.server.fake._wait(float(after.params.get("seconds", 30.0)))
+        else:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        raise _Drop
+
+    def _key(self, record: RecordedRequest) -> str:
+        """What a service echoing its caller's key would write into its answers."""
+        if not self.server.fake.echo_key:
+            return ""
+        header = record.headers.get("authorization") or record.headers.get("x-api-key") or ""
+        return header.removeprefix("Bearer ")
+
+    def _serve(self, service: str, rest: str, record: RecordedRequest) -> None:
         method = record.method
         if service == "cdn":
             self._cdn(rest, record)
@@ -672,12 +714,43 @@ class _Handler(BaseHTTPRequestHandler):
             raise _Reply(404, error_body(service, 404, f"no route for {method} {record.path}"))
 
     def _cdn(self, token: str, record: RecordedRequest) -> None:
+        huge = self.server.fake.take_fault("cdn", {"huge"}, token)
+        if huge is not None:
+            record.fault = huge.kind
+            self._stream_junk(record, int(float(huge.params.get("mb", 200)) * 1024**2), huge)
+            raise _Drop
         with self.server.fake._lock:
             found = self.server.fake._cdn.get(token)
         if found is None:
             raise _Reply(404, b"not found", {"Content-Type": "text/plain"}, raw=True)
         data, content_type = found
         raise _Reply(200, data, {"Content-Type": content_type}, raw=True)
+
+    def _stream_junk(self, record: RecordedRequest, size: int, fault: Fault) -> None:
+        """A PNG header then `size` bytes, written lazily; stops when the client hangs up."""
+        chunked = bool(fault.params.get("chunked"))
+        record.status = 200
+        chunk = b"\x89PNG\r\n\x1a\n" + b"\0" * (64 * 1024 - 8)
+        sent = 0
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            if chunked:
+                self.send_header("Transfer-Encoding", "chunked")
+            else:
+                self.send_header("Content-Length", str(size))
+            self.end_headers()
+            while sent < size:
+                part = chunk[: size - sent]
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part) if chunked else part)
+                sent += len(part)
+            if chunked:
+                self.wfile.write(b"0\r\n\r\n")
+        except OSError:
+            pass
+        finally:
+            record.form["bytes_sent"] = str(sent)
+            self.close_connection = True
 
     # PiAPI ----------------------------------------------------------------------------------
 
@@ -901,13 +974,14 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 message["content"] = "Sure! The image looks great to me."
         elif schema is not None:
-            answer = self._answer(schema, user_text, images, fault)
+            answer = self._answer(schema, user_text, images, fault, self._key(record))
             message["content"] = json.dumps(answer)
         else:
             keyword = (text_parts[-1] if text_parts else "an image").strip()
+            echo = f" {self._key(record)}" if self._key(record) else ""
             message["content"] = (
                 f"{keyword}, professional stock photo, soft natural light, sharp focus, "
-                "clean composition"
+                f"clean composition{echo}"
             )
         completion = message.get("content") or message.get("refusal") or ""
         prompt_tokens = len(user_text) // 4 + 85 * len(images) + 20
@@ -952,7 +1026,9 @@ class _Handler(BaseHTTPRequestHandler):
             )
         return data
 
-    def _answer(self, schema: Any, user_text: str, images: list[bytes], fault: Fault | None) -> Any:
+    def _answer(
+        self, schema: Any, user_text: str, images: list[bytes], fault: Fault | None, key: str = ""
+    ) -> Any:
         """An answer following `schema`: QC verdicts and stock metadata from the prompt text."""
         fake = self.server.fake
         lowered = user_text.lower()
@@ -972,12 +1048,13 @@ class _Handler(BaseHTTPRequestHandler):
         if images:
             with Image.open(io.BytesIO(images[0])) as im:
                 size = f" ({im.width}x{im.height})"
+        echo = f" {key}" if key else ""
         values = {
             "passed": passed,
-            "reason": reason,
-            "title": f"{subject.capitalize()} on a plain background",
-            "description": f"Stock image of {subject} on a plain light background{size}.",
-            "keywords": keywords[:30],
+            "reason": reason + echo,
+            "title": f"{subject.capitalize()} on a plain background{echo}",
+            "description": f"Stock image of {subject} on a plain light background{size}.{echo}",
+            "keywords": [*([key, f"tag {key}"] if key else []), *keywords[:30]],
         }
         return _fill(schema, values)
 
@@ -1008,9 +1085,8 @@ class _Handler(BaseHTTPRequestHandler):
             if as_b64:
                 data.append({"b64_json": base64.b64encode(blob).decode()})
             else:
-                data.append(
-                    {"url": fake._store(blob, "image/png", "png"), "revised_prompt": prompt}
-                )
+                url = fake._store(blob, "image/png", "png")
+                data.append({"url": url, "revised_prompt": f"{prompt} {self._key(record)}".strip()})
         answer: dict[str, Any] = {"created": int(time.time()), "data": data}
         if model == "gpt-image-1":
             answer["usage"] = {

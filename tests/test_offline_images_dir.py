@@ -1,0 +1,156 @@
+"""`run --images DIR` / `job.images_dir`: existing files go through QC, processing, metadata
+and approval like generated ones; names keep the stems; the folder is never changed."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+
+from genfactory.config import load_settings
+from genfactory.errors import InputFileError
+from genfactory.flows import generate_job
+from genfactory.image_folder import keyword_from_stem, plan_folder
+from genfactory.providers.local_image import render_image
+from genfactory.statuses import ImageStatus
+from genfactory.storage import repository
+
+
+def _save(image: Image.Image, path: Path, fmt: str) -> None:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    path.write_bytes(buffer.getvalue())
+
+
+def make_folder(folder: Path) -> None:
+    """6 files: 4 sellable pictures (PNG, JPEG, WebP), 1 with lettering, 1 text file."""
+    folder.mkdir()
+    _save(
+        render_image("red fox in a forest", 1, 512, 384, defect_rate=0),
+        folder / "red_fox.png",
+        "PNG",
+    )
+    _save(
+        render_image("lemon isolated on white background", 2, 400, 400, defect_rate=0),
+        folder / "lemon-01.jpg",
+        "JPEG",
+    )
+    _save(
+        render_image("mountain lake at sunrise", 3, 384, 512, defect_rate=0),
+        folder / "mountain_lake.webp",
+        "WEBP",
+    )
+    _save(
+        render_image("abstract geometric pattern", 4, 448, 448, defect_rate=0),
+        folder / "pattern.png",
+        "PNG",
+    )
+    sale = render_image("beach at sunset", 5, 512, 512, defect_rate=0)
+    draw = ImageDraw.Draw(sale)
+    draw.text(
+        (40, 200),
+        "SUMMER SALE",
+        font=ImageFont.load_default(size=64),
+        fill=(255, 255, 255),
+        stroke_width=3,
+        stroke_fill=(0, 0, 0),
+    )
+    _save(sale, folder / "beach_sale.png", "PNG")
+    (folder / "notes.txt").write_text("shot list for the spring catalogue\n")
+
+
+def fingerprint(folder: Path) -> dict[str, tuple[str, float]]:
+    return {
+        p.name: (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime)
+        for p in sorted(folder.iterdir())
+    }
+
+
+@pytest.mark.prefect
+@pytest.mark.usefixtures("prefect_harness")
+def test_images_dir_job_approves_rejects_names_and_leaves_the_folder_alone(tmp_path: Path) -> None:
+    folder = tmp_path / "mine"
+    make_folder(folder)
+    before = fingerprint(folder)
+    settings = load_settings(
+        overrides={
+            "job.images_dir": str(folder),
+            "job.output_dir": str(tmp_path / "out"),
+            "job.temp_dir": str(tmp_path / "tmp"),
+            "qc.min_width": 64,
+            "qc.min_height": 64,
+        },
+        environ={},
+    )
+    summary = generate_job(settings)
+
+    assert fingerprint(folder) == before
+    images = repository.list_images(execution_id=summary["execution_id"])
+    by_keyword = {image.keyword: image for image in images}
+    assert len(images) == 5  # notes.txt skipped
+    approved = {i.keyword for i in images if i.status == ImageStatus.APPROVED}
+    assert approved == {"red fox", "lemon", "mountain lake", "pattern"}
+    sale = by_keyword["beach sale"]
+    assert sale.status == ImageStatus.QC_FAILED
+    assert "visible text" in str(sale.qc_reason) and "SUMMER" in str(sale.qc_reason)
+    assert Path(str(sale.temp_image_path)).name.startswith("beach_sale")
+    outputs = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert outputs == ["lemon-01.png", "mountain_lake.png", "pattern.png", "red_fox.png"]
+    fox = by_keyword["red fox"]
+    assert (fox.width, fox.height) == (512, 384)
+    assert fox.image_metadata and "fox" in fox.image_metadata["title"].lower()
+
+
+def test_plan_folder_sorts_skips_non_images_and_names_slots_by_stem(tmp_path: Path) -> None:
+    folder = tmp_path / "mine"
+    make_folder(folder)
+    plans, skipped = plan_folder(folder)
+    assert [p.path.name for p in plans] == [
+        "beach_sale.png",
+        "lemon-01.jpg",
+        "mountain_lake.webp",
+        "pattern.png",
+        "red_fox.png",
+    ]
+    assert skipped == ["skipped notes.txt: not an image file"]
+    slot = plans[4].as_slot()
+    assert slot["variables"]["source_stem"] == "red_fox"  # type: ignore[index]
+    assert (slot["width"], slot["height"], slot["aspect_ratio"]) == (512, 384, "4:3")
+
+
+def test_plan_folder_refuses_a_missing_or_empty_folder(tmp_path: Path) -> None:
+    with pytest.raises(InputFileError, match="does not exist"):
+        plan_folder(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputFileError, match="holds no image files"):
+        plan_folder(tmp_path / "empty")
+
+
+def test_keyword_from_stem_drops_counters_and_camera_names() -> None:
+    assert keyword_from_stem("red_fox-0012") == "red fox"
+    assert keyword_from_stem("IMG_2041") == "image"
+    assert keyword_from_stem("GoldenRetrieverPuppy") == "golden retriever puppy"
+
+
+def test_cli_images_option_errors_are_one_sentence_and_exit_2(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from genfactory.cli import app
+
+    out = tmp_path / "out"
+    template = tmp_path / "mj.txt"
+    template.write_text("You are a Midjourney prompt engineer. Guidelines: ${keyword}, vivid.")
+    keywords = Path(__file__).resolve().parent.parent / "examples" / "keywords.txt"
+    cases = [
+        (["--images", str(tmp_path / "nope")], "does not exist"),
+        (["--keywords", str(keywords), "--set", f"prompts.template={template}"], "direct template"),
+    ]
+    for args, fragment in cases:
+        result = CliRunner().invoke(app, ["run", *args, "--output-dir", str(out)])
+        assert result.exit_code == 2, result.output
+        assert result.output.strip().startswith("error:") and fragment in result.output
+        assert "Traceback" not in result.output
+    assert not out.exists() and repository.list_executions() == []
