@@ -73,6 +73,8 @@ def start_rerun(
 ) -> JobPlan | None:
     """The plan of a queued rerun: a new execution, or — when a killed worker had already
     created it — that execution resumed. None when it has finished already."""
+    if result_id is None:
+        result_id = _created_before_a_kill(item_id, source_id)
     if result_id is not None:
         recover_stale_executions()
         execution = repository.get_execution(result_id)
@@ -85,6 +87,23 @@ def start_rerun(
     plan = initialize_job.fn(settings, rerun_of_id=source_id, planned_slots=slots)
     repository.finish_work(item_id, repository.WORK_RUNNING, result_id=plan.execution_id)
     return plan
+
+
+def _created_before_a_kill(item_id: int, source_id: int) -> int | None:
+    """The rerun execution a killed worker created for this queue item but had not recorded
+    yet (it has its slots): taken up, so a kill never makes two reruns of one job."""
+    item = next((w for w in repository.list_work("rerun") if w.id == item_id), None)
+    if item is None:
+        return None
+    for execution in repository.list_executions(limit=10_000):
+        if (
+            execution.rerun_of_id == source_id
+            and execution.created_at >= item.created_at
+            and repository.list_slots(execution.id)
+        ):
+            repository.finish_work(item_id, repository.WORK_RUNNING, result_id=execution.id)
+            return execution.id
+    return None
 
 
 def end_rerun(item_id: int, error: str | None = None) -> None:
