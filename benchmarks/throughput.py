@@ -245,7 +245,8 @@ def main() -> None:
         }
         polls = 1
         if args.offline:
-            settings_data["generation"] = {"variations": 1, "local_long_side": args.long_side}
+            settings_data["job"]["variations"] = 1
+            settings_data["generation"] = {"local_long_side": args.long_side}
             images_per_slot = 1
             critical = 0.0
         else:
@@ -318,6 +319,9 @@ def main() -> None:
         from genfactory.tasks import imaging
 
         imaging.warm_pool()  # both the job and the direct baseline start with a warm pool
+        if args.offline:
+            # ...whose workers have loaded the detectors' models (OCR, NudeNet) already.
+            direct_image_work(settings, 4 * imaging.pool_size(), args.concurrency)
         cpu_before = resource.getrusage(resource.RUSAGE_SELF)
         flow_started = time.perf_counter()
         state = generate_job(settings, return_state=True)

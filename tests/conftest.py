@@ -15,6 +15,9 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("GENFACTORY_PROCESS_POOL", "0")
+# In-process CLI runs use the session's Prefect test harness, never a local server of their own
+# (the subprocess tests in test_engine_processes start one on purpose).
+os.environ.setdefault("GENFACTORY_PREFECT_SERVER", "ephemeral")
 
 from genfactory.storage.db import dispose_engines
 

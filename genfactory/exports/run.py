@@ -21,7 +21,6 @@ from pathlib import Path
 
 from genfactory import stock
 from genfactory.errors import UserError
-from genfactory.exports.archive import write_image_zip
 from genfactory.exports.common import (
     ChangeLog,
     StockEntry,
@@ -37,7 +36,6 @@ from genfactory.exports.stock_csv import (
     freepik_model,
     freepik_row,
 )
-from genfactory.exports.workbook import write_job_workbook, write_jobs_summary
 from genfactory.statuses import ImageStatus
 from genfactory.storage import repository
 from genfactory.storage.db import data_dir
@@ -190,6 +188,8 @@ def run_export(
 
 
 def _xlsx(ids: list[int], out: Path | None, stem: str) -> ExportResult:
+    from genfactory.exports.workbook import write_job_workbook, write_jobs_summary
+
     if len(ids) == 1:
         path = _target(out, f"{stem}.xlsx", [".xlsx"])
         _atomic(path, lambda p: write_job_workbook(ids[0], p))
@@ -230,6 +230,8 @@ def _html(ids: list[int], out: Path | None, stem: str) -> ExportResult:
 
 
 def _zip(ids: list[int], out: Path | None, stem: str) -> ExportResult:
+    from genfactory.exports.archive import write_image_zip  # pandas/openpyxl: on use
+
     path = _target(out, f"{stem}_images.zip", [".zip"])
     _check_approved(ids)
     with tempfile.TemporaryDirectory(prefix="genfactory-export-") as scratch:
