@@ -29,6 +29,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 jobs_app = typer.Typer(help="Inspect jobs (executions).", no_args_is_help=True)
 images_app = typer.Typer(help="Inspect generated images.", no_args_is_help=True)
@@ -38,6 +39,42 @@ app.add_typer(images_app, name="images")
 console = Console()
 err_console = Console(stderr=True)
 T = TypeVar("T")
+
+
+def _flags_take_no_value() -> None:
+    """Typer's rich help shows flags as if they took a value (`--verbose <bool>`); a flag
+    shows no type."""
+    from typer.core import TyperOption
+
+    original = TyperOption.display_type_rich
+
+    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
+        return None if self.is_flag else original(self, ctx)
+
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_flags_take_no_value()
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from genfactory import __version__
+
+        console.print(f"genfactory {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _main_options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", is_eager=True, callback=_show_version, help="Show the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """genfactory: keywords in, finished and sellable AI-generated images out."""
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
@@ -108,7 +145,9 @@ def run(
     if not verbose:
         # Before Prefect is first imported: its console handler then shows warnings only.
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    overrides: dict[str, Any] = dict(parse_set_option(item) for item in (set_ or []))
+    overrides: dict[str, Any] = dict(
+        guarded(lambda: [parse_set_option(item) for item in (set_ or [])])
+    )
     for key, value in (
         ("job.keywords_file", keywords),
         ("job.count", count),
@@ -317,6 +356,8 @@ def _run_job(api_url: str | None, start: Callable[[Any], Any]) -> dict[str, Any]
             f"Started the local Prefect server (UI: {server.status().ui_url}); later jobs reuse "
             "it. `genfactory server stop` stops it."
         )
+    from prefect.exceptions import ExternalSignal
+
     from genfactory import flows
     from genfactory.tasks import imaging
     from genfactory.tasks.finish import summarize
@@ -344,6 +385,9 @@ def _run_job(api_url: str | None, start: Callable[[Any], Any]) -> dict[str, Any]
         events.subscribe(on_event)
         try:
             state = start(flows)
+        except (KeyboardInterrupt, ExternalSignal) as exc:
+            # Prefect turns a signal into an exception out of the flow: say it in words.
+            _say_signal_ended(interrupts.execution_id, exc)
         finally:
             events.unsubscribe(on_event)
             imaging.shutdown_pool()
@@ -361,6 +405,26 @@ def _run_job(api_url: str | None, start: Callable[[Any], Any]) -> dict[str, Any]
     summary = summarize(interrupts.execution_id)
     summary["stopped_by_signal"] = interrupts.signals > 0
     return summary
+
+
+def _say_signal_ended(execution_id: int | None, exc: BaseException) -> None:
+    """The job ended by Ctrl-C or SIGTERM: mark it interrupted (resumable), say so, exit 130."""
+    name = "Ctrl-C" if isinstance(exc, KeyboardInterrupt) else "SIGTERM"
+    if execution_id is None:
+        raise fail(f"stopped by {name} before the job started; nothing was run", code=130)
+    from genfactory.statuses import JobStatus
+    from genfactory.tasks.lifecycle import mark_stopped
+
+    mark_stopped(
+        execution_id,
+        JobStatus.INTERRUPTED,
+        f"interrupted: stopped by {name}; continue it with `genfactory resume {execution_id}`",
+    )
+    raise fail(
+        f"stopped by {name}: job {execution_id} is interrupted; continue it with "
+        f"`genfactory resume {execution_id}`",
+        code=130,
+    )
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
@@ -439,22 +503,38 @@ def _print_summary(summary: dict[str, Any]) -> None:
 def jobs_list(
     limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20,
     status: Annotated[str | None, typer.Option(help="Only jobs with this status.")] = None,
+    json_: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """List jobs with their counts."""
+    from genfactory.statuses import JobStatus
     from genfactory.storage import repository
+    from genfactory.storage.db import store_exists
+
+    if status is not None and status not in {s.value for s in JobStatus}:
+        raise fail(
+            f"unknown status {status!r}; choose one of {', '.join(s.value for s in JobStatus)}"
+        )
 
     def _list() -> list[repository.ExecutionRecord]:
         from genfactory.engine.recovery import recover_stale_executions
 
+        if not store_exists():  # a read-only command creates nothing
+            return []
         recover_stale_executions()
         return repository.list_executions(limit=limit, status=status)
 
     executions = guarded(_list)
+    if json_:
+        from genfactory.cli_output import print_json
+
+        print_json(executions)
+        return
     table = Table(title="Jobs")
     table.add_column("id", justify="right", no_wrap=True)
-    table.add_column("label", overflow="fold", min_width=19)
+    table.add_column("label", overflow="fold", min_width=10)
     table.add_column("status", no_wrap=True)
-    for column in ("total", "approved", "qc_failed", "failed"):
+    # Short headers and no minimum widths: all eight columns fit 80 columns.
+    for column in ("total", "ok", "qc_fail", "failed"):
         table.add_column(column, justify="right", no_wrap=True)
     table.add_column("started", no_wrap=True)
     for e in executions:
@@ -472,15 +552,26 @@ def jobs_list(
 
 
 @jobs_app.command("show")
-def jobs_show(job_id: Annotated[int, typer.Argument(help="Job (execution) id.")]) -> None:
+def jobs_show(
+    job_id: Annotated[int, typer.Argument(help="Job (execution) id.")],
+    json_: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
     """Show one job: status, counts, places, usage per service, settings."""
     from genfactory.storage import repository
+    from genfactory.storage.db import store_exists
 
+    if not store_exists():  # a read-only command creates nothing
+        raise fail(f"job {job_id} does not exist (the store is empty)")
     e = guarded(lambda: repository.get_execution(job_id))
     counts = repository.image_counts(job_id)
+    if json_:
+        from genfactory.cli_output import print_json
+
+        print_json({**_plain_record(e), "image_counts": counts})
+        return
     table = Table(title=f"Job {e.id} — {e.label}", show_header=False)
-    table.add_column("field", style="bold")
-    table.add_column("value")
+    table.add_column("field", style="bold", no_wrap=True)
+    table.add_column("value", overflow="fold")
     rows: list[tuple[str, Any]] = [
         ("status", e.status),
         ("started", _when(e.started_at)),
@@ -500,9 +591,20 @@ def jobs_show(job_id: Annotated[int, typer.Argument(help="Job (execution) id.")]
     rows += _cost_rows(e.settings_snapshot, e.usage or {})
     providers = e.settings_snapshot.get("providers", {})
     rows.append(("providers", ", ".join(f"{k}={v}" for k, v in providers.items())))
+    # The settings as the job ran (the snapshot holds no secrets), one row per section.
+    for section, values in e.settings_snapshot.items():
+        if section != "providers" and isinstance(values, dict):
+            shown = ", ".join(f"{k}={v}" for k, v in values.items() if v is not None)
+            rows.append((f"[{section}]", shown))
     for key, value in rows:
-        table.add_row(key, "" if value is None else str(value))
+        table.add_row(escape(key), escape("" if value is None else str(value)))
     console.print(table)
+
+
+def _plain_record(record: Any) -> dict[str, Any]:
+    from genfactory.cli_output import plain
+
+    return dict(plain(record))
 
 
 def _cost_rows(snapshot: dict[str, Any], usage: dict[str, Any]) -> list[tuple[str, Any]]:
@@ -529,15 +631,26 @@ def images_list(
     job: Annotated[int | None, typer.Option("--job", help="Only this job's images.")] = None,
     status: Annotated[str | None, typer.Option("--status", help="Only this status.")] = None,
     limit: Annotated[int, typer.Option(help="At most this many rows.")] = 200,
+    json_: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """List images with status, file and reason."""
     from genfactory.storage import repository
+    from genfactory.storage.db import store_exists
 
     if status is not None and status not in {s.value for s in ImageStatus}:
         raise fail(
             f"unknown status {status!r}; choose one of {', '.join(s.value for s in ImageStatus)}"
         )
-    images = guarded(lambda: repository.list_images(execution_id=job, status=status, limit=limit))
+    images = (
+        guarded(lambda: repository.list_images(execution_id=job, status=status, limit=limit))
+        if store_exists()
+        else []
+    )
+    if json_:
+        from genfactory.cli_output import print_json
+
+        print_json(images)
+        return
     table = Table(title="Images")
     for column in ("id", "job", "slot", "idx", "status"):
         table.add_column(column, no_wrap=True)
@@ -560,12 +673,17 @@ def images_list(
 
 
 @app.command()
-def stats() -> None:
+def stats(json_: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """Counts of jobs and images per status across the store."""
     from genfactory.storage import repository
-    from genfactory.storage.db import database_url, describe_url
+    from genfactory.storage.db import database_url, describe_url, store_exists
 
-    data = guarded(repository.stats)
+    data = guarded(repository.stats) if store_exists() else {"jobs": {}, "images": {}}
+    if json_:
+        from genfactory.cli_output import print_json
+
+        print_json(data)
+        return
     table = Table(title="Store", caption=describe_url(database_url()))
     table.add_column("what")
     table.add_column("status")
@@ -746,5 +864,12 @@ def main() -> None:
         sys.exit(130)
 
 
+# Commands on finished jobs (retry, rerun, images approve/show, jobs delete, clean).
+from genfactory import cli_manage as _cli_manage  # noqa: E402, F401
+
 if __name__ == "__main__":
-    main()
+    # `python -m genfactory.cli`: run the app of the imported module, on which every
+    # command module registered its commands (this __main__ copy has only its own).
+    from genfactory.cli import main as _main
+
+    _main()

@@ -142,11 +142,17 @@ class JobSection(_Section):
         1, ge=1, le=20, description="Images per generation for providers with `n` (Midjourney: 4)."
     )
     label: str | None = Field(
-        None, description="Job label; default job_YYYYMMDD_HHMMSS (local time).", max_length=120
+        None,
+        description="Job label; default job_YYYYMMDD_HHMMSS_xxxx (local time, unique).",
+        max_length=120,
     )
     keywords_file: Path | None = Field(None, description="Keywords .txt (one per line) or .csv.")
     keyword_random: bool = Field(False, description="Sample keywords at random, not in order.")
     output_dir: Path | None = Field(None, description="Approved files; default <data dir>/output.")
+    output_layout: Literal["flat", "per_job"] = Field(
+        "per_job",
+        description="In the default output dir: per_job = output/<label>/, flat = all in output/.",
+    )
     temp_dir: Path | None = Field(None, description="Downloads before QC; default <data dir>/temp.")
     max_concurrency: int = Field(4, ge=1, le=64, description="Generation slots in flight at once.")
     seed: int | None = Field(None, description="Base seed for reproducible keyword order/images.")
@@ -630,7 +636,9 @@ def parse_set_option(item: str) -> tuple[str, Any]:
     """'processing.jpg_quality=90' -> ('processing.jpg_quality', 90): values parse as TOML."""
     key, sep, raw = item.partition("=")
     if not sep or not key.strip():
-        raise ConfigError(f"--set {item!r} must look like section.name=value")
+        raise ConfigError(
+            f"--set {item!r} must look like section.name=value, e.g. processing.jpg_quality=90"
+        )
     raw = raw.strip()
     try:
         value = tomllib.loads(f"v = {raw}")["v"]

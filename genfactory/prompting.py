@@ -145,6 +145,7 @@ def _parse_csv(path: Path, text: str) -> KeywordSource:
         raise InputFileError(
             f"keywords file {path} is not valid CSV ({exc}); fix the file"
         ) from None
+    _check_quotes_closed(path, text)
     # Line numbers for messages: csv rows may span lines (quoted newlines), so track them.
     lines = _csv_line_numbers(text)
     numbered = [(lines[i] if i < len(lines) else i + 1, row) for i, row in enumerate(rows)]
@@ -202,6 +203,22 @@ def _parse_csv(path: Path, text: str) -> KeywordSource:
             "add one row per keyword below the header"
         )
     return KeywordSource(path=path, kind="csv", entries=tuple(entries), columns=tuple(columns))
+
+
+def _check_quotes_closed(path: Path, text: str) -> None:
+    """A quote never closed would silently swallow every following row into one cell."""
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    previous_end = 0
+    try:
+        for _row in reader:
+            previous_end = reader.line_num
+    except csv.Error as exc:
+        if "unexpected end of data" not in str(exc):
+            return  # other irregular quoting reads as before
+        raise InputFileError(
+            f'keywords file {path}: line {previous_end + 1} opens a quote (") that is never '
+            "closed; close it, or remove it"
+        ) from None
 
 
 def _csv_line_numbers(text: str) -> list[int]:

@@ -241,3 +241,28 @@ def test_two_processes_approving_near_duplicate_twins_approve_exactly_one(
         if repository.get_image(i.id).status == ImageStatus.QC_FAILED
     )
     assert str(rejected.qc_reason).startswith("near-duplicate of ")
+
+
+@pytest.mark.prefect
+@pytest.mark.usefixtures("prefect_harness")
+def test_an_approval_cut_off_after_its_file_was_named_leaves_no_second_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The worker dies between giving the file its name in the output directory and recording
+    # the approval; the step runs again (a resume) and embeds the metadata again first.
+    original = repository.approve_image
+    calls: list[int] = []
+
+    def dies_once(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            raise OSError("killed")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(repository, "approve_image", dies_once)
+    summary = generate_job(job_settings(tmp_path, **{"job.count": 1, "job.variations": 1}))
+    outputs = sorted(p.name for p in (tmp_path / "out").iterdir())
+    (image,) = repository.list_images(execution_id=summary["execution_id"])
+    assert image.status == ImageStatus.APPROVED and len(calls) == 2
+    assert outputs == [Path(str(image.final_image_path)).name]
+    assert "-2." not in outputs[0]

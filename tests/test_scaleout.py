@@ -6,7 +6,6 @@ image, and share one per-service limit; an interval schedule fires and runs a jo
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -23,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -123,18 +121,6 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait(timeout=10)
 
 
-def _available_deployments() -> list[str]:
-    """prefect.yaml's deployments whose flow module is installed (the others come with
-    branches not merged yet)."""
-    entries = yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"]
-    names = []
-    for entry in entries:
-        module = entry["entrypoint"].partition(":")[0].removesuffix(".py").replace("/", ".")
-        if importlib.util.find_spec(module) is not None:
-            names.append(entry["name"])
-    return names
-
-
 @pytest.fixture(scope="module")
 def cluster(postgres_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     home = tmp_path_factory.mktemp("scaleout")
@@ -185,8 +171,14 @@ def cluster(postgres_server: str, tmp_path_factory: pytest.TempPathFactory) -> I
         _wait_for(lambda: _healthy(api_url), 150, "the Prefect server on PostgreSQL")
         cluster = Cluster(api_url, worker_env, home / "shared", logs, fake)
         cluster.prefect("work-pool", "create", "genfactory", "--type", "process")
-        names = [arg for name in _available_deployments() for arg in ("--name", name)]
-        cluster.prefect("--no-prompt", "deploy", *names)
+        cluster.prefect("--no-prompt", "deploy", "--all")
+        for name in (
+            "generate-job/generate",
+            "retry-images/retry",
+            "rerun-jobs/rerun",
+            "export-job/export",
+        ):
+            cluster.prefect("deployment", "inspect", name)  # registered by deploy --all
         for name in ("worker-1", "worker-2"):
             # --limit 1: a worker takes one job at a time, so two jobs need both workers.
             args = ["worker", "start", "--pool", "genfactory", "--type", "process"]

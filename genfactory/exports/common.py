@@ -7,11 +7,14 @@ settings whose name says "key", "secret", "token" or "password" are never listed
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from PIL import Image
 
 from genfactory import stock
 from genfactory.logs import redact, register_secrets
@@ -235,3 +238,22 @@ class ChangeLog:
                 self._file.write("No change was needed.\n")
             self._file.close()
         return self.path
+
+
+def thumbnail_jpeg(path: str | None, size: int, quality: int) -> bytes | None:
+    """A JPEG at most `size` pixels a side of the image at `path` (transparency on white), or
+    None when the file is gone or cannot be read: exports show it as missing, never fail."""
+    if not path or not Path(path).is_file():
+        return None
+    try:
+        with Image.open(path) as opened:
+            opened.draft("RGB", (size * 2, size * 2))
+            opened.thumbnail((size, size))
+            picture = opened.convert("RGBA")
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return None
+    flat = Image.new("RGB", picture.size, "white")
+    flat.paste(picture, mask=picture.getchannel("A"))
+    buffer = io.BytesIO()
+    flat.save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()

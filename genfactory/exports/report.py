@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from PIL import Image
-
-from genfactory.exports.common import ExportImage, job_images, safe, settings_items, usage_rows
+from genfactory.exports.common import (
+    ExportImage,
+    job_images,
+    safe,
+    settings_items,
+    thumbnail_jpeg,
+    usage_rows,
+)
 from genfactory.statuses import ImageStatus
 from genfactory.storage import repository
 
@@ -52,20 +56,8 @@ def _e(value: object) -> str:
 
 
 def thumbnail_data_url(path: str | None) -> str | None:
-    if not path or not Path(path).is_file():
-        return None
-    try:
-        with Image.open(path) as opened:
-            opened.draft("RGB", (THUMBNAIL_PX * 2, THUMBNAIL_PX * 2))
-            opened.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
-            picture = opened.convert("RGBA")
-    except (OSError, ValueError, Image.DecompressionBombError):
-        return None
-    flat = Image.new("RGB", picture.size, "white")
-    flat.paste(picture, mask=picture.getchannel("A"))
-    buffer = io.BytesIO()
-    flat.save(buffer, format="JPEG", quality=75)
-    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    data = thumbnail_jpeg(path, THUMBNAIL_PX, 75)
+    return None if data is None else "data:image/jpeg;base64," + base64.b64encode(data).decode()
 
 
 def _card(image: ExportImage) -> str:

@@ -28,7 +28,6 @@ from openpyxl.drawing.image import Image as SheetImage
 from openpyxl.styles import Alignment, Font
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.worksheet import Worksheet
-from PIL import Image
 
 from genfactory.exports.common import (
     ExportImage,
@@ -36,6 +35,7 @@ from genfactory.exports.common import (
     job_images,
     safe,
     settings_rows,
+    thumbnail_jpeg,
     usage_rows,
 )
 from genfactory.storage import repository
@@ -86,20 +86,7 @@ def _frame(rows: Iterable[Sequence[Any]], columns: Sequence[str]) -> pd.DataFram
 
 def thumbnail_bytes(path: str | None) -> bytes | None:
     """A small JPEG of the image at `path`, or None when it cannot be read."""
-    if not path or not Path(path).is_file():
-        return None
-    try:
-        with Image.open(path) as opened:
-            opened.draft("RGB", (THUMBNAIL_PX * 2, THUMBNAIL_PX * 2))
-            opened.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
-            picture = opened.convert("RGBA")
-    except (OSError, ValueError, Image.DecompressionBombError):
-        return None
-    flat = Image.new("RGB", picture.size, "white")
-    flat.paste(picture, mask=picture.getchannel("A"))
-    buffer = io.BytesIO()
-    flat.save(buffer, format="JPEG", quality=THUMBNAIL_QUALITY)
-    return buffer.getvalue()
+    return thumbnail_jpeg(path, THUMBNAIL_PX, THUMBNAIL_QUALITY)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -135,3 +135,16 @@ def dispose_engines() -> None:
         for engine in _engines.values():
             engine.dispose()
         _engines.clear()
+
+
+def store_exists(url: str | None = None) -> bool:
+    """False when the store is a SQLite file that does not exist yet: read-only commands then
+    answer "nothing there" instead of creating it."""
+    url = url or database_url()
+    try:
+        parsed = make_url(url)
+    except Exception:
+        return True  # get_engine names the problem
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return True
+    return Path(str(parsed.database)).expanduser().exists()

@@ -10,7 +10,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -156,9 +156,45 @@ class GeneratedImage(Base):
     processing_settings: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(Text)
     error_code: Mapped[str | None] = mapped_column(String(50))
+    #: True when `genfactory images approve` overrode a qc_failed verdict.
+    approved_by_hand: Mapped[bool | None] = mapped_column(Boolean)
+    #: Every retry or manual approval: when, with which settings, how it ended.
+    history: Mapped[list[Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
     )
 
     execution: Mapped[JobExecution] = relationship(back_populates="images")
+
+
+class WorkItem(Base):
+    """One queued retry (an image) or rerun (a job), so a crash loses no queued work: the
+    items of a batch run one after another, and the next `genfactory retry` / `rerun` takes
+    up what a dead worker left."""
+
+    __tablename__ = "work_queue"
+    __table_args__ = (Index("ix_work_queue_kind_status", "kind", "status"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    #: "retry" (target: an image) or "rerun" (target: the execution to run again).
+    kind: Mapped[str] = mapped_column(String(20))
+    batch: Mapped[str] = mapped_column(String(64))
+    position: Mapped[int] = mapped_column(Integer)
+    target_id: Mapped[int] = mapped_column(Integer)
+    #: The job the retried image belongs to.
+    execution_id: Mapped[int | None] = mapped_column(Integer)
+    #: The execution a rerun created.
+    result_id: Mapped[int | None] = mapped_column(Integer)
+    #: Dotted-name setting overrides (`--set`), secrets never.
+    overrides: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: A manual approval (no near-duplicate check), not a retry.
+    manual: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: pending, running, done or failed.
+    status: Mapped[str] = mapped_column(String(20))
+    worker_host: Mapped[str | None] = mapped_column(String(255))
+    worker_pid: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -7,12 +7,13 @@ SQLite without "database is locked".
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session
 
@@ -32,6 +33,7 @@ from genfactory.storage.models import (
     GenerationSlot,
     JobConfiguration,
     JobExecution,
+    WorkItem,
     utcnow,
 )
 
@@ -142,6 +144,8 @@ class ImageRecord:
     error: str | None
     error_code: str | None
     created_at: datetime
+    approved_by_hand: bool | None = None
+    history: list[Any] | None = None
 
 
 def _get(session: Session, model: type[Any], row_id: int, what: str) -> Any:
@@ -662,6 +666,7 @@ _IMAGE_FIELDS = {
     "processing_settings",
     "error",
     "error_code",
+    "approved_by_hand",
 }
 
 
@@ -721,6 +726,9 @@ def approve_image(
     image_id: int,
     judge: Callable[[list[tuple[int, str]]], int | None] | None,
     scope_execution_id: int | None,
+    *,
+    expected: str = ImageStatus.PROCESSED,
+    rejected: ImageStatus = ImageStatus.QC_FAILED,
     **fields: Any,
 ) -> tuple[ImageRecord, int | None]:
     """Approve a `processed` image (setting `fields`) unless `judge` finds it a near-duplicate
@@ -745,7 +753,7 @@ def approve_image(
             duplicate_of = judge([(other, str(h)) for other, h in s.execute(query)])
         if duplicate_of is not None:
             values: dict[str, Any] = {"qc_reason": f"near-duplicate of {duplicate_of}"}
-            new = ImageStatus.QC_FAILED
+            new = rejected
         else:
             values = {"error": None, "error_code": None, **fields}
             new = ImageStatus.APPROVED
@@ -754,7 +762,7 @@ def approve_image(
             GeneratedImage,
             IMAGE_TRANSITIONS,
             image_id,
-            ImageStatus.PROCESSED,
+            expected,
             new,
             "image",
             values,
@@ -825,3 +833,195 @@ def iter_images(
         if len(rows) < batch:
             return
         offset += batch
+
+
+# ---------------------------------------------------------------------------------------------
+# Retries, reruns and manual approval: the work queue, image history, deleting jobs
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkRecord:
+    id: int
+    kind: str
+    batch: str
+    position: int
+    target_id: int
+    execution_id: int | None
+    result_id: int | None
+    overrides: dict[str, Any]
+    manual: bool
+    status: str
+    worker_host: str | None
+    worker_pid: int | None
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+#: Work queue item statuses: a `running` item whose worker is gone is taken up again.
+WORK_PENDING, WORK_RUNNING, WORK_DONE, WORK_FAILED = "pending", "running", "done", "failed"
+
+
+def enqueue_retries(
+    image_ids: Sequence[int],
+    from_statuses: Collection[str],
+    *,
+    overrides: dict[str, Any],
+    manual: bool,
+) -> str:
+    """Queue one batch of image retries: every image becomes `retry_pending` and gets a
+    queue item, in one transaction (all or none). Returns the batch id; raises
+    TransitionError naming the first image not in `from_statuses`."""
+    batch = uuid.uuid4().hex
+    with _session() as s:
+        for position, image_id in enumerate(image_ids):
+            _cas(
+                s,
+                GeneratedImage,
+                IMAGE_TRANSITIONS,
+                image_id,
+                from_statuses,
+                ImageStatus.RETRY_PENDING,
+                "image",
+                {},
+            )
+            row = _get(s, GeneratedImage, image_id, "image")
+            s.add(
+                WorkItem(
+                    kind="retry",
+                    batch=batch,
+                    position=position,
+                    target_id=image_id,
+                    execution_id=row.execution_id,
+                    overrides=dict(overrides),
+                    manual=manual,
+                    status=WORK_PENDING,
+                )
+            )
+    return batch
+
+
+def enqueue_reruns(execution_ids: Sequence[int], *, overrides: dict[str, Any]) -> str:
+    """Queue one batch of reruns (run one after another, in the order given)."""
+    batch = uuid.uuid4().hex
+    with _session() as s:
+        for position, execution_id in enumerate(execution_ids):
+            _get(s, JobExecution, execution_id, "job")
+            s.add(
+                WorkItem(
+                    kind="rerun",
+                    batch=batch,
+                    position=position,
+                    target_id=execution_id,
+                    overrides=dict(overrides),
+                    manual=False,
+                    status=WORK_PENDING,
+                )
+            )
+    return batch
+
+
+def claim_next_batch(
+    kind: str, *, host: str, pid: int, gone: Callable[[str | None, int | None], bool]
+) -> list[WorkRecord]:
+    """Take the oldest batch of `kind` with work left (pending items, or running items whose
+    worker is `gone`) for this worker; its unfinished items, in order. Empty when there is
+    none, or when a live worker holds a running batch of `kind` (batches never overlap: that
+    worker takes this one up after its own)."""
+    with _session() as s:
+        running = s.scalars(
+            select(WorkItem).where(WorkItem.kind == kind, WorkItem.status == WORK_RUNNING)
+        ).all()
+        for item in running:
+            if (item.worker_host, item.worker_pid) != (host, pid) and not gone(
+                item.worker_host, item.worker_pid
+            ):
+                return []
+        open_items = s.scalars(
+            select(WorkItem)
+            .where(WorkItem.kind == kind, WorkItem.status.in_((WORK_PENDING, WORK_RUNNING)))
+            .order_by(WorkItem.id)
+        ).all()
+        if not open_items:
+            return []
+        batch = open_items[0].batch
+        items = sorted((i for i in open_items if i.batch == batch), key=lambda i: i.position)
+        for item in items:
+            item.status = WORK_RUNNING
+            item.worker_host, item.worker_pid = host, pid
+            item.started_at = item.started_at or utcnow()
+        s.flush()
+        return [_record(WorkRecord, item) for item in items]
+
+
+def finish_work(
+    item_id: int, status: str, *, error: str | None = None, result_id: int | None = None
+) -> None:
+    """Mark a queue item done or failed (or record the execution a rerun created)."""
+    values: dict[str, Any] = {"status": status}
+    if status in (WORK_DONE, WORK_FAILED):
+        values["finished_at"] = utcnow()
+    if error is not None:
+        values["error"] = error
+    if result_id is not None:
+        values["result_id"] = result_id
+    with _session() as s:
+        s.execute(update(WorkItem).where(WorkItem.id == item_id).values(**values))
+
+
+def list_work(kind: str | None = None, statuses: Collection[str] | None = None) -> list[WorkRecord]:
+    with _session() as s:
+        query = select(WorkItem).order_by(WorkItem.id)
+        if kind:
+            query = query.where(WorkItem.kind == kind)
+        if statuses:
+            query = query.where(WorkItem.status.in_(statuses))
+        return [_record(WorkRecord, row) for row in s.scalars(query)]
+
+
+def add_image_history(image_id: int, entry: dict[str, Any]) -> None:
+    """Append one attempt (retry or manual approval) to an image's history."""
+    with _session() as s:
+        row = _get(s, GeneratedImage, image_id, "image")
+        row.history = [*(row.history or []), entry]
+
+
+def executions_by_id(execution_ids: Collection[int]) -> list[ExecutionRecord]:
+    with _session() as s:
+        rows = s.scalars(
+            select(JobExecution).where(JobExecution.id.in_(execution_ids)).order_by(JobExecution.id)
+        )
+        return [_record(ExecutionRecord, row) for row in rows]
+
+
+def delete_execution(execution_id: int) -> None:
+    """Delete an execution with its slots, images and queued work; its configuration row
+    too when no other execution uses it. Reruns of it keep their rows (`rerun_of_id` cleared)."""
+    with _session() as s:
+        row = _get(s, JobExecution, execution_id, "job")
+        configuration_id = row.configuration_id
+        image_ids = select(GeneratedImage.id).where(GeneratedImage.execution_id == execution_id)
+        s.execute(
+            delete(WorkItem).where(
+                (WorkItem.execution_id == execution_id)
+                | ((WorkItem.kind == "retry") & WorkItem.target_id.in_(image_ids))
+                | ((WorkItem.kind == "rerun") & (WorkItem.target_id == execution_id))
+            )
+        )
+        s.execute(
+            update(JobExecution)
+            .where(JobExecution.rerun_of_id == execution_id)
+            .values(rerun_of_id=None)
+        )
+        s.execute(delete(GeneratedImage).where(GeneratedImage.execution_id == execution_id))
+        s.execute(delete(GenerationSlot).where(GenerationSlot.execution_id == execution_id))
+        s.execute(delete(JobExecution).where(JobExecution.id == execution_id))
+        if configuration_id is not None:
+            others = s.scalar(
+                select(func.count())
+                .select_from(JobExecution)
+                .where(JobExecution.configuration_id == configuration_id)
+            )
+            if not others:
+                s.execute(delete(JobConfiguration).where(JobConfiguration.id == configuration_id))

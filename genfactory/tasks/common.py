@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 from prefect.cache_policies import NO_CACHE
@@ -121,6 +122,10 @@ def fail_image(
     A failed image lives in the temp directory only, with its unprocessed original (kept for
     a retry): no file of it is ever in the output directory.
     """
+    if image.final_image_path and "final_image_path" not in fields:
+        # A name reserved in the output directory by an approval that never happened.
+        Path(image.final_image_path).unlink(missing_ok=True)
+        fields["final_image_path"] = None
     failed = repository.transition_image(
         image.id, OPEN_IMAGE_STATUSES, ImageStatus.FAILED, error=message, error_code=code, **fields
     )

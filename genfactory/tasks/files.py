@@ -6,6 +6,7 @@ import contextlib
 import os
 import re
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 
 from genfactory.errors import ImageRejected
@@ -90,19 +91,41 @@ def write_replacing(directory: Path, stem: str, ext: str, data: bytes) -> Path:
     return final
 
 
-def link_no_clobber(source: Path, directory: Path, stem: str, ext: str) -> Path:
+def replace_with_link(source: Path, final: Path) -> Path:
+    """Make ``final`` this very file (a new link, atomically replacing what is there): for a
+    name this image reserved in an earlier attempt."""
+    tmp = final.parent / f".{final.name}.{secrets.token_hex(4)}.tmp"
+    try:
+        try:
+            os.link(source, tmp)
+        except OSError:
+            tmp.write_bytes(source.read_bytes())
+        os.replace(tmp, final)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    return final
+
+
+def link_no_clobber(
+    source: Path,
+    directory: Path,
+    stem: str,
+    ext: str,
+    reserve: Callable[[Path], object] | None = None,
+) -> Path:
     """Give the finished file ``source`` its name in ``directory``: ``stem.ext``, or
-    ``stem-2.ext``... if taken, never replacing another file. Re-entrant: a name that already
-    is this very file (a link made by an attempt that stopped before recording it) is reused.
+    ``stem-2.ext``... if taken, never replacing another file. ``reserve`` is told each name
+    before it is taken, so a caller can record it first and, after a crash, replace its own
+    file (`replace_with_link`) instead of adding a second one.
     """
     directory.mkdir(parents=True, exist_ok=True)
     for n in range(1, 10_000):
         final = directory / (f"{stem}.{ext}" if n == 1 else f"{stem}-{n}.{ext}")
         if final.exists():
-            with contextlib.suppress(OSError):
-                if os.path.samefile(final, source):
-                    return final
             continue
+        if reserve is not None:
+            reserve(final)
         try:
             os.link(source, final)
         except FileExistsError:

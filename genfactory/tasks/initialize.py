@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import tempfile
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from prefect import task
 from prefect.runtime import flow_run
@@ -41,7 +43,8 @@ class JobPlan(BaseModel):
 
 
 def default_label(now: datetime | None = None) -> str:
-    return (now or datetime.now()).strftime("job_%Y%m%d_%H%M%S")
+    """`job_YYYYMMDD_HHMMSS_xxxx`: the random tail keeps jobs started in one second apart."""
+    return (now or datetime.now()).strftime("job_%Y%m%d_%H%M%S_") + secrets.token_hex(2)
 
 
 def ensure_writable_dir(path: Path, what: str, option: str) -> Path:
@@ -86,22 +89,7 @@ def prepare(
     check_credentials(settings, credentials)
     if files is None:
         plans = _keyword_plans(settings)
-    output_dir = ensure_writable_dir(
-        Path(settings.job.output_dir or data_dir() / "output"), "output directory", "--output-dir"
-    )
-    temp_dir = ensure_writable_dir(
-        Path(settings.job.temp_dir or data_dir() / "temp"),
-        "temp directory",
-        "--set job.temp_dir=DIR",
-    )
-    label = settings.job.label or default_label()
-    resolved = settings.model_copy(
-        update={
-            "job": settings.job.model_copy(
-                update={"label": label, "output_dir": output_dir, "temp_dir": temp_dir}
-            )
-        }
-    )
+    resolved = resolve_places(settings)
     if files is not None:
         return resolved, [plan.as_slot() for plan in files]
     slots = []
@@ -141,12 +129,52 @@ def _keyword_plans(settings: Settings) -> list[prompting.SlotPlan]:
     )
 
 
+def default_output_dir(settings: Settings, label: str) -> Path:
+    """`<data dir>/output/<label>/` (job.output_layout per_job, so jobs never mix) or
+    `<data dir>/output/` (flat). An output dir given explicitly is used as given."""
+    base = data_dir() / "output"
+    return base / safe_name(label) if settings.job.output_layout == "per_job" else base
+
+
+def resolve_places(settings: Settings) -> Settings:
+    """The settings with the label and the output and temp directories resolved (created and
+    proven writable)."""
+    label = settings.job.label or default_label()
+    output_dir = ensure_writable_dir(
+        Path(settings.job.output_dir or default_output_dir(settings, label)),
+        "output directory",
+        "--output-dir",
+    )
+    temp_dir = ensure_writable_dir(
+        Path(settings.job.temp_dir or data_dir() / "temp"),
+        "temp directory",
+        "--set job.temp_dir=DIR",
+    )
+    return settings.model_copy(
+        update={
+            "job": settings.job.model_copy(
+                update={"label": label, "output_dir": output_dir, "temp_dir": temp_dir}
+            )
+        }
+    )
+
+
 @task(name="initialize-job", **TASK_OPTIONS)
 @scrub_errors
-def initialize_job(settings: Settings, rerun_of_id: int | None = None) -> JobPlan:
-    """Validate settings and inputs, create the `running` execution and its generation slots."""
+def initialize_job(
+    settings: Settings,
+    rerun_of_id: int | None = None,
+    planned_slots: list[dict[str, Any]] | None = None,
+) -> JobPlan:
+    """Validate settings and inputs, create the `running` execution and its generation slots.
+    With `planned_slots` (a rerun: the slots of the job it reruns), no keywords are read."""
     credentials = load_credentials(settings)
-    resolved, slots = prepare(settings, credentials)
+    if planned_slots is None:
+        resolved, slots = prepare(settings, credentials)
+    else:
+        register_secrets(credentials.secret_values())
+        check_credentials(settings, credentials)
+        resolved, slots = resolve_places(settings), [dict(slot) for slot in planned_slots]
     for stale in recover_stale_executions():
         log_step(
             f"job {stale} was left running by a worker that ended: marked interrupted "

@@ -16,7 +16,7 @@ from genfactory.storage import repository
 from genfactory.storage.repository import ImageRecord
 from genfactory.tasks import imaging
 from genfactory.tasks.common import log_step, timed
-from genfactory.tasks.files import link_no_clobber, remove_quietly
+from genfactory.tasks.files import link_no_clobber, remove_quietly, replace_with_link
 from genfactory.tasks.process import duplicate_scope, judge, output_stem, staged_path
 from genfactory.tasks.runtime import JobRuntime
 
@@ -81,28 +81,46 @@ def _stock_ready(metadata: dict[str, Any], image: ImageRecord) -> dict[str, Any]
     return {**metadata, **normalized.as_dict()}
 
 
-def approve(runtime: JobRuntime, image: ImageRecord) -> ImageRecord:
+def approve(
+    runtime: JobRuntime,
+    image: ImageRecord,
+    *,
+    expected: ImageStatus = ImageStatus.PROCESSED,
+    rejected: ImageStatus = ImageStatus.QC_FAILED,
+    check_duplicates: bool = True,
+    **fields: Any,
+) -> ImageRecord:
     """`processed` → `approved` with its file in the output directory, or `qc_failed` when a
     near-duplicate was approved meanwhile (the check and the approval are one serialised
-    transaction in the store, across processes)."""
+    transaction in the store, across processes). A retry approves from `processing` and is
+    rejected as `retry_failed`; a manual approval skips the near-duplicate check."""
     staged = staged_path(runtime, image)
-    final = link_no_clobber(
-        staged,
-        Path(str(runtime.settings.job.output_dir)),
-        output_stem(runtime, image),
-        staged.suffix.lstrip("."),
-    )
+    if image.final_image_path:
+        # An earlier attempt chose (and recorded) this name, then stopped: the file is ours.
+        final = replace_with_link(staged, Path(image.final_image_path))
+    else:
+        final = link_no_clobber(
+            staged,
+            Path(str(runtime.settings.job.output_dir)),
+            output_stem(runtime, image),
+            staged.suffix.lstrip("."),
+            reserve=lambda name: repository.update_image(image.id, final_image_path=str(name)),
+        )
     approved, duplicate_of = repository.approve_image(
         image.id,
-        judge(runtime, image),
+        judge(runtime, image) if check_duplicates else None,
         duplicate_scope(runtime),
+        expected=expected,
+        rejected=rejected,
         final_image_path=str(final),
         temp_image_path=None,
+        **fields,
     )
     fields = {"slot": image.slot, "image_index": image.image_index}
     if duplicate_of is not None:
         remove_quietly(final)  # the original stays in temp, listed, for a retry by hand
         remove_quietly(staged)
+        repository.update_image(image.id, final_image_path=None)
         log_step(f"rejected: near-duplicate of {duplicate_of}", step="approve", **fields)
         return approved
     remove_quietly(staged)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from genfactory.errors import ImageRejected, JobFatalError, ProviderError
 from genfactory.processing import EXTENSIONS, find_near_duplicate
@@ -65,27 +66,16 @@ def process(runtime: JobRuntime, image: ImageRecord) -> ImageRecord:
                 image.id, ImageStatus.QC_PASSED, ImageStatus.QC_FAILED, qc_reason=reason
             )
         try:
-            if options.remove_bg and settings.providers.background != "none":
-                prepared = imaging.run_in_pool(
-                    imaging.prepare_file, source, used, options.max_image_pixels
-                )
-                cutout, note = _remove_background(runtime, prepared)
-                if cutout is None:
-                    return fail_image(
-                        image,
-                        "process",
-                        f"background removal failed: {note}",
-                        "remove_bg",
-                        sub_step="remove_bg",
-                        processing_settings=used,
-                    )
-                outcome = imaging.run_in_pool(
-                    imaging.finish_to_file, cutout, str(staged.parent), staged.stem, used, True
-                )
-            else:
-                outcome = imaging.run_in_pool(
-                    imaging.finish_to_file, source, str(staged.parent), staged.stem, used, True
-                )
+            outcome, note = render_staged(runtime, source, staged)
+        except _BackgroundFailed as exc:
+            return fail_image(
+                image,
+                "process",
+                str(exc),
+                "remove_bg",
+                sub_step="remove_bg",
+                processing_settings=used,
+            )
         except ImageRejected as exc:
             return fail_image(
                 image, "process", describe_error(exc), error_code(exc), processing_settings=used
@@ -108,6 +98,34 @@ def process(runtime: JobRuntime, image: ImageRecord) -> ImageRecord:
         **fields,
     )
     return processed
+
+
+class _BackgroundFailed(ImageRejected):
+    code = "remove_bg"
+
+
+def render_staged(
+    runtime: JobRuntime, source: str, staged: Path
+) -> tuple[dict[str, Any], str | None]:
+    """Run the Pillow pipeline (and background removal) on `source` into `staged`, with the
+    runtime's processing settings: (outcome, note). Raises ImageRejected when the file cannot
+    be used or background removal failed in `fail` mode."""
+    options = runtime.settings.processing
+    used = options.model_dump(mode="json")
+    note = None
+    if options.remove_bg and runtime.settings.providers.background != "none":
+        prepared = imaging.run_in_pool(imaging.prepare_file, source, used, options.max_image_pixels)
+        cutout, note = _remove_background(runtime, prepared)
+        if cutout is None:
+            raise _BackgroundFailed(f"background removal failed: {note}")
+        outcome = imaging.run_in_pool(
+            imaging.finish_to_file, cutout, str(staged.parent), staged.stem, used, True
+        )
+    else:
+        outcome = imaging.run_in_pool(
+            imaging.finish_to_file, source, str(staged.parent), staged.stem, used, True
+        )
+    return dict(outcome), note
 
 
 def _remove_background(runtime: JobRuntime, prepared: bytes) -> tuple[bytes | None, str | None]:

@@ -1,0 +1,33 @@
+"""Machine-readable output of the CLI (`--json`): records as JSON, times in ISO 8601."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+
+def plain(value: Any) -> Any:
+    """Records, dicts, lists, times and paths as JSON-ready values."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def print_json(value: Any) -> None:
+    """One JSON document on stdout (secrets never reach here: records hold none)."""
+    from genfactory.logs import redact_value
+
+    sys.stdout.write(json.dumps(redact_value(plain(value)), indent=2, sort_keys=True) + "\n")
+    sys.stdout.flush()
