@@ -12,7 +12,7 @@ from genfactory.statuses import ImageStatus
 from genfactory.storage import repository
 
 FAKE_KEYS = {
-    "OPENAI_API_KEY": "sk-fake-openai-export-0123456789abcdef",
+    "OPENAI_API_KEY": "fake-openai-key-for-export-tests-0123",
     "PIAPI_API_KEY": "fake-piapi-export-0123456789abcdef",
     "REMOVE_BG_API_KEY": "fake-removebg-export-0123456789abcdef",
     "RUNWARE_API_KEY": "fake-runware-export-0123456789abcdef",
