@@ -1,0 +1,172 @@
+"""Every service and engine genfactory can use, stated once.
+
+One `ServiceSpec` per service: its name (the value of `providers.<role>`, the settings section
+of its options and the `concurrency.<name>` cap), how messages name it, the API key it needs
+(Credentials field, environment variables, Prefect Secret block), the variable that points it
+at another server, and the provider class that serves each role. Config, the provider registry,
+the HTTP layer and secrets loading all derive from this table: adding a provider is its module
+plus one entry here. Facts about one provider's behaviour (how many images a Midjourney task
+returns, which creates can be repeated for free) live with that provider, not here.
+
+This module imports nothing of genfactory: every other layer may read it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+#: The roles a job fills, in pipeline order.
+ROLES = ("prompt", "image", "qc", "background", "metadata")
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """One service or local engine, and everything the project states about it."""
+
+    name: str
+    label: str
+    #: role -> "module:Class"; each class takes a ProviderContext and nothing else.
+    roles: Mapping[str, str]
+    #: Credentials field holding its API key; None for services that need none.
+    key_field: str | None = None
+    #: Environment variables holding the key, the first set wins.
+    key_env: tuple[str, ...] = ()
+    #: Name of the Prefect Secret block a missing key is looked up in.
+    secret_block: str | None = None
+    #: Environment variable that sets `<name>.base_url`.
+    base_url_env: str | None = None
+    #: Default of `concurrency.<name>` (calls in flight across a job); None = not capped.
+    concurrency: int | None = None
+    #: The key is needed only when `<name>.base_url` is on this host (OpenAI-compatible servers
+    #: such as Ollama or vLLM run without one).
+    key_only_for_host: str | None = None
+
+    @property
+    def key_variable(self) -> str | None:
+        """The environment variable messages tell the user to set."""
+        return self.key_env[0] if self.key_env else None
+
+
+def _key_env(var: str) -> tuple[str, ...]:
+    return (var, f"GENFACTORY_{var}")
+
+
+_SPECS = (
+    ServiceSpec(
+        name="local",
+        label="local engines",
+        roles={
+            "prompt": "genfactory.providers.local_prompt:TemplatePromptProvider",
+            "image": "genfactory.providers.local_image:LocalRenderer",
+            "qc": "genfactory.providers.local_qc:LocalQC",
+            "background": "genfactory.providers.local_background:LocalBackgroundRemover",
+            "metadata": "genfactory.providers.local_metadata:LocalMetadata",
+        },
+    ),
+    ServiceSpec(
+        name="files",
+        label="image folder",
+        roles={"image": "genfactory.providers.local_files:LocalFiles"},
+    ),
+    ServiceSpec(
+        name="none",
+        label="no background removal",
+        roles={"background": "genfactory.providers.no_background:KeepBackground"},
+    ),
+    ServiceSpec(
+        name="piapi",
+        label="PiAPI",
+        roles={"image": "genfactory.providers.piapi:PiAPIMidjourney"},
+        key_field="piapi_api_key",
+        key_env=_key_env("PIAPI_API_KEY"),
+        secret_block="genfactory-piapi-api-key",
+        base_url_env="PIAPI_BASE_URL",
+        concurrency=4,
+    ),
+    ServiceSpec(
+        name="runware",
+        label="Runware",
+        roles={"image": "genfactory.providers.runware:RunwareImages"},
+        key_field="runware_api_key",
+        key_env=_key_env("RUNWARE_API_KEY"),
+        secret_block="genfactory-runware-api-key",
+        base_url_env="RUNWARE_BASE_URL",
+        concurrency=4,
+    ),
+    ServiceSpec(
+        name="openai",
+        label="OpenAI",
+        roles={
+            "image": "genfactory.providers.openai_images:OpenAIImages",
+            "prompt": "genfactory.providers.openai_chat:OpenAIPrompt",
+            "qc": "genfactory.providers.openai_chat:OpenAIVisionQC",
+            "metadata": "genfactory.providers.openai_chat:OpenAIVisionMetadata",
+        },
+        key_field="openai_api_key",
+        key_env=_key_env("OPENAI_API_KEY"),
+        secret_block="genfactory-openai-api-key",
+        base_url_env="OPENAI_BASE_URL",
+        concurrency=8,
+        key_only_for_host="api.openai.com",
+    ),
+    ServiceSpec(
+        name="sdwebui",
+        label="Stable Diffusion WebUI",
+        roles={"image": "genfactory.providers.sdwebui:SDWebUIImages"},
+        base_url_env="SDWEBUI_BASE_URL",
+        concurrency=1,
+    ),
+    ServiceSpec(
+        name="removebg",
+        label="remove.bg",
+        roles={"background": "genfactory.providers.removebg:RemoveBG"},
+        key_field="remove_bg_api_key",
+        key_env=_key_env("REMOVE_BG_API_KEY"),
+        secret_block="genfactory-remove-bg-api-key",
+        base_url_env="REMOVE_BG_BASE_URL",
+        concurrency=4,
+    ),
+)
+
+#: name -> spec, in the order above.
+SERVICES: Mapping[str, ServiceSpec] = MappingProxyType({spec.name: spec for spec in _SPECS})
+
+
+def service(name: str) -> ServiceSpec | None:
+    """The spec of `name`, or None for a name no entry has."""
+    return SERVICES.get(name)
+
+
+def names_for(role: str) -> tuple[str, ...]:
+    """The values `providers.<role>` accepts, in table order."""
+    return tuple(spec.name for spec in SERVICES.values() if role in spec.roles)
+
+
+def keyed() -> tuple[ServiceSpec, ...]:
+    """Services that take an API key."""
+    return tuple(spec for spec in SERVICES.values() if spec.key_field)
+
+
+def capped() -> tuple[ServiceSpec, ...]:
+    """Services with a `concurrency.<name>` cap."""
+    return tuple(spec for spec in SERVICES.values() if spec.concurrency is not None)
+
+
+def label(name: str) -> str:
+    """How messages name the service `name` (the name itself when no entry has it)."""
+    spec = SERVICES.get(name)
+    return spec.label if spec else name
+
+
+__all__ = [
+    "ROLES",
+    "SERVICES",
+    "ServiceSpec",
+    "capped",
+    "keyed",
+    "label",
+    "names_for",
+    "service",
+]
