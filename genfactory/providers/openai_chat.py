@@ -30,6 +30,7 @@ from PIL import Image
 
 from genfactory import stock
 from genfactory.errors import ContentRejected, ImageRejected, MalformedResponse, TooFewKeywords
+from genfactory.media import sniff_media_type
 from genfactory.prompting import load_qc_prompt
 from genfactory.providers.base import (
     ImageInput,
@@ -39,7 +40,7 @@ from genfactory.providers.base import (
     QCRequest,
     QCVerdict,
 )
-from genfactory.providers.http import RAW_LIMIT, ServiceClient, ServiceProvider, sniff_media_type
+from genfactory.providers.http import RAW_LIMIT, ServiceClient, ServiceProvider
 from genfactory.providers.registry import ProviderContext
 
 log = logging.getLogger(__name__)

@@ -13,8 +13,9 @@ import httpx
 from PIL import Image
 
 from genfactory.errors import ImageRejected, MalformedResponse
+from genfactory.media import sniff_media_type
 from genfactory.providers.base import BackgroundResult, ImageInput
-from genfactory.providers.http import RAW_LIMIT, ServiceClient, ServiceProvider, sniff_media_type
+from genfactory.providers.http import RAW_LIMIT, ServiceClient, ServiceProvider
 from genfactory.providers.registry import ProviderContext
 
 log = logging.getLogger(__name__)
