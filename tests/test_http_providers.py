@@ -42,7 +42,6 @@ from genfactory.providers.openai_chat import (
     OpenAIPrompt,
     OpenAIVisionMetadata,
     OpenAIVisionQC,
-    OpenAIVisionQCMetadata,
     normalize_metadata,
 )
 from genfactory.providers.openai_images import OpenAIImages
@@ -653,7 +652,6 @@ def test_combined_qc_and_metadata_in_one_call(
     fake_services: FakeServices, make: Callable[..., Any]
 ) -> None:
     # The QC provider itself offers the combined call; the QC task uses it when configured.
-    assert issubclass(OpenAIVisionQCMetadata, OpenAIVisionQC)
     provider = make(OpenAIVisionQC)
     verdict, meta = provider.check_and_describe(
         QCRequest(image=ImageInput(png(), "image/png"), prompt="a red fox"), "fox"
