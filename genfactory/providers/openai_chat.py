@@ -19,15 +19,13 @@ checked (schemas, instructions, normalisation) is in `openai_answers`.
 from __future__ import annotations
 
 import base64
-import io
 import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from PIL import Image
-
-from genfactory.errors import ContentRejected, ImageRejected, MalformedResponse
+from genfactory.errors import ContentRejected, MalformedResponse
 from genfactory.media import sniff_media_type
+from genfactory.processing.decode import as_png
 from genfactory.prompting import load_qc_prompt
 from genfactory.providers.base import (
     ImageInput,
@@ -72,14 +70,8 @@ def vision_image(image: ImageInput) -> tuple[bytes, str]:
     media_type = sniff_media_type(image.data)
     if media_type in VISION_TYPES:
         return image.data, media_type
-    try:
-        with Image.open(io.BytesIO(image.data)) as opened:
-            converted = opened.convert("RGBA")
-    except (OSError, ValueError) as exc:
-        raise ImageRejected(f"the image cannot be read ({exc}); it cannot be checked") from None
-    buffer = io.BytesIO()
-    converted.save(buffer, format="PNG")
-    return buffer.getvalue(), "image/png"
+    # Decoded by processing, which raises UnreadableImage for bytes that are not an image.
+    return as_png(image.data, mode="RGBA"), "image/png"
 
 
 def data_url(image: ImageInput) -> str:
