@@ -96,6 +96,8 @@ class ServiceClient(ErrorMapping):
         self._http_timeout = float(ctx.settings.generation.http_timeout_seconds)
         self.timeout = httpx.Timeout(self._http_timeout)
         self._rng = random.Random()
+        #: How the client waits between tries (tests replace it to record the waits).
+        self.sleep: Callable[[float], None] = time.sleep
         self._client = httpx.Client(
             timeout=self.timeout,
             headers={"User-Agent": USER_AGENT},
@@ -253,7 +255,7 @@ class ServiceClient(ErrorMapping):
             delay = min(delay, cap)
             self._usage.add(self.service, retries=1)
             log.warning("%s; try %d of %d in %.2f s", error, attempt + 1, tries, delay)
-            time.sleep(delay)
+            self.sleep(delay)
         raise AssertionError("unreachable: the loop returns or raises")
 
     def scrub(self, text: str) -> str:
