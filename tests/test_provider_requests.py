@@ -276,7 +276,7 @@ def test_a_wrong_key_fails_at_once_without_showing_it(
         return answer(401, error_body(service_name, 401, message, "invalid_api_key"))
 
     service = Service(refuse)
-    provider = build(cls, service, **{service_name: wrong})
+    provider = build(cls, service, keys={service_name: wrong})
     with pytest.raises(
         AuthenticationError, match=f"answered 401 Unauthorized: the API key in {env}"
     ) as info:

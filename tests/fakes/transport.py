@@ -98,7 +98,7 @@ class Service:
             raise AssertionError(f"unexpected request {request.method} {request.url}")
         if isinstance(next_answer, httpx.Response):
             return next_answer
-        if isinstance(next_answer, type) and issubclass(next_answer, httpx.TransportError):
+        if isinstance(next_answer, type):
             raise next_answer("scripted transport failure", request=request)
         return next_answer(request)
 
@@ -140,12 +140,14 @@ def build(
     config: Settings | None = None,
     *,
     limiter: Limiter = no_limit,
-    **keys: str | None,
+    keys: dict[str, str | None] | None = None,
+    **key_override: str | None,
 ) -> Any:
-    """A provider of `cls` over `service`: fast retries, sleeps recorded in `service.sleeps`."""
+    """A provider of `cls` over `service`: fast retries, sleeps recorded in `service.sleeps`;
+    `keys` / `key_override` replace keys (piapi="wrong")."""
     ctx = ProviderContext(
         settings=config or settings(),
-        credentials=credentials(**keys),
+        credentials=credentials(**{**(keys or {}), **key_override}),
         usage=Usage(),
         limiter=limiter,
         transport=httpx.MockTransport(service),
