@@ -24,7 +24,6 @@ from genfactory.errors import (
 )
 from genfactory.media import sniff_media_type
 from genfactory.providers.base import (
-    GenerationRequest,
     ImageInput,
     LocalLimiter,
     MetadataRequest,
@@ -50,26 +49,18 @@ from genfactory.providers.registry import (
 from genfactory.providers.removebg import RemoveBG
 from genfactory.providers.runware import RunwareImages
 from genfactory.providers.sdwebui import SDWebUIImages
-from tests.fakes.fixtures import fake_context, fake_credentials, fake_services, fake_settings
-from tests.fakes.server import FakeServices, encode, render
+from tests.fakes.fixtures import (
+    FAST_RETRY,
+    fake_context,
+    fake_credentials,
+    fake_services,
+    fake_settings,
+    gen_request,
+    png,
+)
+from tests.fakes.server import FakeServices, render
 
 __all__ = ["fake_services"]  # the fixture, imported for pytest
-
-FAST_RETRY = RetryPolicy(attempts=3, base_delay=0.05, max_sleep=5.0)
-
-
-def png(prompt: str = "a red fox", size: tuple[int, int] = (256, 256), fmt: str = "PNG") -> bytes:
-    return encode(render(prompt, *size), fmt)
-
-
-def gen_request(**kw: Any) -> GenerationRequest:
-    values: dict[str, Any] = {
-        "prompt": "a red fox in snow",
-        "aspect_ratio": "1:1",
-        "width": 1024,
-        "height": 1024,
-    }
-    return GenerationRequest(**{**values, **kw})
 
 
 @pytest.fixture

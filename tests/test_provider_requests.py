@@ -33,13 +33,14 @@ from genfactory.errors import (
     UnreadableImage,
 )
 from genfactory.media import sniff_media_type
-from genfactory.providers.base import GenerationRequest, ImageInput, PromptRequest, QCRequest
+from genfactory.providers.base import ImageInput, PromptRequest, QCRequest
 from genfactory.providers.openai_chat import OpenAIPrompt, OpenAIVisionQC
 from genfactory.providers.openai_images import OpenAIImages
 from genfactory.providers.piapi import PiAPIMidjourney
 from genfactory.providers.removebg import NO_FOREGROUND_NOTE, RemoveBG
 from genfactory.providers.runware import RunwareImages
 from genfactory.providers.sdwebui import SDWebUIImages
+from tests.fakes.fixtures import gen_request, png
 from tests.fakes.server import error_body
 from tests.fakes.transport import (
     KEYS,
@@ -51,7 +52,6 @@ from tests.fakes.transport import (
     body_of,
     build,
     garbage,
-    png,
     settings,
 )
 
@@ -60,16 +60,6 @@ CDN = "https://cdn.example.test/images"
 
 def downloads_of(service: Service) -> list[httpx.Request]:
     return [r for r in service.requests if str(r.url).startswith(CDN)]
-
-
-def gen_request(**kw: Any) -> GenerationRequest:
-    values: dict[str, Any] = {
-        "prompt": "a red fox in snow",
-        "aspect_ratio": "1:1",
-        "width": 1024,
-        "height": 1024,
-    }
-    return GenerationRequest(**{**values, **kw})
 
 
 # ---------------------------------------------------------------------------------------------

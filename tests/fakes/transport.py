@@ -19,10 +19,8 @@ from pydantic import SecretStr
 
 from genfactory.config import Credentials, Settings
 from genfactory.providers.base import Limiter, Usage, no_limit
-from genfactory.providers.http import RetryPolicy
 from genfactory.providers.registry import ProviderContext
-from tests.fakes.fixtures import FAST_GENERATION
-from tests.fakes.server import encode, render
+from tests.fakes.fixtures import FAST_GENERATION, FAST_RETRY
 
 #: Keys of the scripted services (long and distinctive, so a leak is easy to find).
 KEYS = {
@@ -31,13 +29,8 @@ KEYS = {
     "openai": "sk-mock-openai-16180339",
     "removebg": "rb-mock-removebg-14142135",
 }
-FAST_RETRY = RetryPolicy(attempts=3, base_delay=0.05, max_sleep=5.0)
 
 Answer = httpx.Response | type[httpx.TransportError] | Callable[[httpx.Request], httpx.Response]
-
-
-def png(prompt: str = "a red fox", size: tuple[int, int] = (256, 256), fmt: str = "PNG") -> bytes:
-    return encode(render(prompt, *size), fmt)
 
 
 def b64(data: bytes) -> str:
