@@ -148,9 +148,18 @@ class JobStopped(GenfactoryError):
 
 
 class ImageRejected(GenfactoryError):
-    """An image file cannot be used (corrupt, not an image, too large...)."""
+    """An image file cannot be used (too large, too small, animated, cannot be encoded...)."""
 
     code = "bad_image"
+
+
+class UnreadableImage(ImageRejected):
+    """The bytes cannot be decoded as an image (empty, not an image, truncated, corrupt).
+
+    Raised only by `genfactory.processing.decode`, where every image is decoded; every step
+    handles it the same way (the image fails with code `bad_image`), and no provider says
+    "cannot be read" on its own.
+    """
 
 
 def is_retryable(exc: BaseException) -> bool:

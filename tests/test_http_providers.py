@@ -1,5 +1,7 @@
-"""The HTTP providers against the fake services over loopback: what the services receive, how
-errors are mapped and retried, what is counted, and that keys never leak."""
+"""The HTTP providers end to end, over real HTTP on a loopback socket (the fake services): what
+each service receives and answers, real timeouts and hangs, concurrency caps, and that keys
+never leak anywhere. Request shapes, error mapping, retries, downloads and scrubbing are unit
+tested without a socket, over `httpx.MockTransport`, in `test_provider_requests.py`."""
 
 from __future__ import annotations
 
@@ -17,19 +19,11 @@ from PIL import Image
 
 from genfactory.config import Settings, fit_size
 from genfactory.errors import (
-    AuthenticationError,
-    BadRequest,
-    ContentRejected,
-    MalformedResponse,
-    ProviderError,
     ProviderTimeout,
-    QuotaExceeded,
-    RateLimited,
     RetryableProviderError,
 )
 from genfactory.media import sniff_media_type
 from genfactory.providers.base import (
-    GenerationRequest,
     ImageInput,
     LocalLimiter,
     MetadataRequest,
@@ -42,7 +36,6 @@ from genfactory.providers.openai_chat import (
     OpenAIPrompt,
     OpenAIVisionMetadata,
     OpenAIVisionQC,
-    OpenAIVisionQCMetadata,
     normalize_metadata,
 )
 from genfactory.providers.openai_images import OpenAIImages
@@ -53,29 +46,21 @@ from genfactory.providers.registry import (
     build_provider,
     check_credentials,
 )
-from genfactory.providers.removebg import NO_FOREGROUND_NOTE, RemoveBG
+from genfactory.providers.removebg import RemoveBG
 from genfactory.providers.runware import RunwareImages
 from genfactory.providers.sdwebui import SDWebUIImages
-from tests.fakes.fixtures import fake_context, fake_credentials, fake_services, fake_settings
-from tests.fakes.server import FakeServices, encode, render
+from tests.fakes.fixtures import (
+    FAST_RETRY,
+    fake_context,
+    fake_credentials,
+    fake_services,
+    fake_settings,
+    gen_request,
+    png,
+)
+from tests.fakes.server import FakeServices, render
 
 __all__ = ["fake_services"]  # the fixture, imported for pytest
-
-FAST_RETRY = RetryPolicy(attempts=3, base_delay=0.05, max_sleep=5.0)
-
-
-def png(prompt: str = "a red fox", size: tuple[int, int] = (256, 256), fmt: str = "PNG") -> bytes:
-    return encode(render(prompt, *size), fmt)
-
-
-def gen_request(**kw: Any) -> GenerationRequest:
-    values: dict[str, Any] = {
-        "prompt": "a red fox in snow",
-        "aspect_ratio": "1:1",
-        "width": 1024,
-        "height": 1024,
-    }
-    return GenerationRequest(**{**values, **kw})
 
 
 @pytest.fixture
@@ -240,19 +225,6 @@ def test_piapi_resumes_a_task_instead_of_creating_one(
     assert len(fake_services.requests("piapi", method="POST")) == 2
 
 
-def test_piapi_failed_task_is_content_rejected_or_retryable(
-    fake_services: FakeServices, make: Callable[..., Any]
-) -> None:
-    provider = make(PiAPIMidjourney)
-    fake_services.add_fault("piapi", "fail_task", message="Banned prompt detected: gore")
-    with pytest.raises(ContentRejected, match="Banned prompt detected: gore") as info:
-        provider.generate(gen_request())
-    assert not isinstance(info.value, RetryableProviderError)
-    fake_services.add_fault("piapi", "fail_task", message="Midjourney timed out, try again")
-    with pytest.raises(RetryableProviderError, match="timed out"):
-        provider.generate(gen_request())
-
-
 def test_piapi_polling_stops_at_the_generation_timeout(
     fake_services: FakeServices, make: Callable[..., Any]
 ) -> None:
@@ -291,7 +263,7 @@ def test_piapi_hung_polls_never_outlast_the_timeout(
 
 
 # ---------------------------------------------------------------------------------------------
-# The error policy (shown through several providers)
+# Timeouts on the wire
 
 
 def test_hung_call_times_out_and_is_retried_within_bounds(
@@ -308,127 +280,6 @@ def test_hung_call_times_out_and_is_retried_within_bounds(
     assert 0.6 <= took < 5.0  # two 0.3 s timeouts, not two 10 s hangs
     assert len(fake_services.requests("openai")) == 2
     assert provider.ctx.usage.snapshot()["openai"] == {"calls": 2, "retries": 1, "failures": 1}
-
-
-def test_429_honours_retry_after(fake_services: FakeServices, make: Callable[..., Any]) -> None:
-    provider = make(RunwareImages)
-    fake_services.add_fault("runware", "429", retry_after=1)
-    started = time.monotonic()
-    result = provider.generate(gen_request())
-    waited = time.monotonic() - started
-    assert len(result.images) == 1
-    assert 1.0 <= waited < 5.0
-    assert len(fake_services.requests("runware")) == 2
-    assert provider.ctx.usage.snapshot()["runware"]["retries"] == 1
-
-
-def test_429_with_an_http_date(fake_services: FakeServices, make: Callable[..., Any]) -> None:
-    provider = make(SDWebUIImages)
-    fake_services.add_fault("sdwebui", "429", retry_after=2, retry_after_date=True)
-    started = time.monotonic()
-    provider.generate(gen_request())
-    # An HTTP date has whole seconds: 2 s from now is 1-2 s away.
-    assert 0.9 <= time.monotonic() - started < 6.0
-
-
-def test_retry_after_beyond_the_cap_fails_at_once_naming_the_rate_limit(
-    fake_services: FakeServices, make: Callable[..., Any]
-) -> None:
-    provider = make(RunwareImages)
-    fake_services.add_fault("runware", "429", retry_after=60)
-    started = time.monotonic()
-    with pytest.raises(RateLimited, match="rate limited by Runware for 60 s") as info:
-        provider.generate(gen_request())
-    assert info.value.retry_after == 60
-    assert time.monotonic() - started < 30  # did not sit out the 60 s in the call
-    assert len(fake_services.requests("runware")) == 1
-
-
-def test_5xx_garbage_and_resets_are_retried_then_succeed(
-    fake_services: FakeServices, make: Callable[..., Any]
-) -> None:
-    provider = make(SDWebUIImages)
-    fake_services.add_fault("sdwebui", "500")
-    fake_services.add_fault("sdwebui", "garbage")
-    assert len(provider.generate(gen_request()).images) == 1
-    fake_services.add_fault("sdwebui", "reset")
-    fake_services.add_fault("sdwebui", "502")
-    assert len(provider.generate(gen_request()).images) == 1
-    assert len(fake_services.requests("sdwebui")) == 6
-    assert provider.ctx.usage.snapshot()["sdwebui"]["retries"] == 4
-
-
-def test_persistent_garbage_is_malformed_with_the_body_kept(
-    fake_services: FakeServices, make: Callable[..., Any]
-) -> None:
-    fake_services.add_fault("sdwebui", "garbage", times=3)
-    with pytest.raises(MalformedResponse, match="not JSON") as info:
-        make(SDWebUIImages).generate(gen_request())
-    assert info.value.raw is not None and "<html>" in info.value.raw
-    assert len(fake_services.requests("sdwebui")) == 3
-
-
-@pytest.mark.parametrize(
-    ("status", "error", "fix"),
-    [
-        ("400", BadRequest, "check the [piapi] settings"),
-        ("401", AuthenticationError, "the API key in PIAPI_API_KEY was refused"),
-        ("402", QuotaExceeded, "top up the PiAPI account"),
-        ("403", AuthenticationError, "PIAPI_API_KEY is not allowed"),
-        ("404", BadRequest, "PIAPI_BASE_URL"),
-    ],
-)
-def test_client_errors_are_never_retried(
-    fake_services: FakeServices,
-    make: Callable[..., Any],
-    status: str,
-    error: type[ProviderError],
-    fix: str,
-) -> None:
-    provider = make(PiAPIMidjourney)
-    fake_services.add_fault("piapi", status)
-    with pytest.raises(error) as info:
-        provider.generate(gen_request())
-    assert type(info.value) is error
-    assert str(info.value).startswith(f"PiAPI answered {status} ")
-    assert fix in str(info.value)
-    assert info.value.status_code == int(status)
-    assert len(fake_services.requests()) == 1
-    assert provider.ctx.usage.snapshot()["piapi"] == {"calls": 1, "failures": 1}
-
-
-@pytest.mark.parametrize(
-    ("cls", "service", "env"),
-    [
-        (PiAPIMidjourney, "piapi", "PIAPI_API_KEY"),
-        (RunwareImages, "runware", "RUNWARE_API_KEY"),
-        (OpenAIImages, "openai", "OPENAI_API_KEY"),
-    ],
-)
-def test_a_wrong_key_fails_at_once_without_showing_it(
-    fake_services: FakeServices, make: Callable[..., Any], cls: type, service: str, env: str
-) -> None:
-    wrong = f"wrong-{service}-key-3141592"
-    provider = make(cls, **{service: wrong})
-    with pytest.raises(
-        AuthenticationError, match=f"answered 401 Unauthorized: the API key in {env}"
-    ):
-        provider.generate(gen_request())
-    error = provider.ctx.usage.snapshot()
-    assert error[service]["calls"] == 1
-    (received,) = fake_services.requests(service)
-    assert wrong in received.headers.get("x-api-key", received.headers.get("authorization", ""))
-
-
-def test_unreachable_service_names_the_base_url_variable(fake_services: FakeServices) -> None:
-    settings = fake_settings(fake_services, piapi={"base_url": "http://127.0.0.1:9"})
-    provider = PiAPIMidjourney(fake_context(fake_services, settings))
-    provider.http.retry = RetryPolicy(attempts=2, base_delay=0.01)
-    try:
-        with pytest.raises(RetryableProviderError, match=r"could not be reached.*PIAPI_BASE_URL"):
-            provider.generate(gen_request())
-    finally:
-        provider.close()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -471,24 +322,6 @@ def test_runware_task_and_cost(fake_services: FakeServices, make: Callable[..., 
     assert {image.media_type for image in result.images} == {"image/webp"}
     assert result.cost == pytest.approx(0.0039)
     assert provider.ctx.usage.snapshot()["runware"]["cost"] == pytest.approx(0.0039)
-
-
-def test_runware_base64_output_and_task_errors(
-    fake_services: FakeServices, make: Callable[..., Any]
-) -> None:
-    settings = fake_settings(fake_services, runware={"output_type": "base64Data"})
-    provider = make(RunwareImages, settings)
-    result = provider.generate(gen_request(aspect_ratio="2:3", width=800, height=800))
-    assert result.images[0].media_type == "image/png"
-    assert not fake_services.requests("cdn")
-    (sent,) = fake_services.requests("runware")
-    assert (sent.json[0]["width"], sent.json[0]["height"]) == (576, 832)
-    fake_services.add_fault("runware", "task_error", code="insufficientCredits", message="Top up")
-    with pytest.raises(QuotaExceeded, match="insufficientCredits"):
-        provider.generate(gen_request())
-    fake_services.add_fault("runware", "task_error", code="timeoutProvider")
-    with pytest.raises(RetryableProviderError):
-        provider.generate(gen_request())
 
 
 @pytest.mark.parametrize(
@@ -604,32 +437,6 @@ def test_formats_vision_does_not_take_are_sent_as_png(
     )
 
 
-def test_malformed_vision_answers_are_asked_again_then_kept_raw(
-    fake_services: FakeServices, make: Callable[..., Any]
-) -> None:
-    provider = make(OpenAIVisionQC)
-    request = QCRequest(image=ImageInput(png(), "image/png"), prompt="a fox")
-    fake_services.add_fault("openai", "malformed", variant="schema")
-    assert provider.check(request).passed
-    assert len(fake_services.requests("openai")) == 2
-    fake_services.clear_requests()
-    fake_services.add_fault("openai", "malformed", times=3)
-    with pytest.raises(MalformedResponse, match="no valid quality check answer in 3 calls") as info:
-        provider.check(request)
-    assert info.value.raw == "Sure! The image looks great to me."
-    assert len(fake_services.requests("openai")) == 3
-
-
-def test_a_refusal_fails_qc_with_the_reason(
-    fake_services: FakeServices, make: Callable[..., Any]
-) -> None:
-    fake_services.add_fault("openai", "refusal")
-    verdict = make(OpenAIVisionQC).check(
-        QCRequest(image=ImageInput(png(), "image/png"), prompt="a fox")
-    )
-    assert not verdict.passed and "refused" in verdict.reason
-
-
 def test_vision_metadata_is_normalised_stock_metadata(
     fake_services: FakeServices, make: Callable[..., Any]
 ) -> None:
@@ -653,7 +460,6 @@ def test_combined_qc_and_metadata_in_one_call(
     fake_services: FakeServices, make: Callable[..., Any]
 ) -> None:
     # The QC provider itself offers the combined call; the QC task uses it when configured.
-    assert issubclass(OpenAIVisionQCMetadata, OpenAIVisionQC)
     provider = make(OpenAIVisionQC)
     verdict, meta = provider.check_and_describe(
         QCRequest(image=ImageInput(png(), "image/png"), prompt="a red fox"), "fox"
@@ -687,36 +493,6 @@ def test_removebg_sends_50mp_verbatim_and_returns_alpha(
         alpha = cut.getchannel("A")
         assert alpha.getextrema() == (0, 255)
     assert provider.ctx.usage.snapshot()["removebg"] == {"calls": 1, "credits": 1.0, "images": 1}
-
-
-def test_removebg_keeps_an_image_without_foreground(
-    fake_services: FakeServices, make: Callable[..., Any]
-) -> None:
-    provider = make(RemoveBG)
-    plain = encode(Image.new("RGB", (64, 64), (240, 240, 240)), "JPEG")
-    result = provider.remove_background(ImageInput(plain, "image/jpeg"))
-    assert result.note == NO_FOREGROUND_NOTE
-    assert sniff_media_type(result.data) == "image/png"
-    assert "failures" not in provider.ctx.usage.snapshot()["removebg"]
-
-
-def test_removebg_out_of_credits_stops_at_once(
-    fake_services: FakeServices, make: Callable[..., Any]
-) -> None:
-    fake_services.add_fault("removebg", "402")
-    with pytest.raises(QuotaExceeded, match=r"remove\.bg answered 402 Payment Required"):
-        make(RemoveBG).remove_background(ImageInput(png(), "image/png"))
-    assert len(fake_services.requests("removebg")) == 1
-
-
-def test_removebg_wrong_key_is_403_authentication(
-    fake_services: FakeServices, make: Callable[..., Any]
-) -> None:
-    provider = make(RemoveBG, removebg="wrong-removebg-key-2718")
-    with pytest.raises(AuthenticationError, match="REMOVE_BG_API_KEY") as info:
-        provider.remove_background(ImageInput(png(), "image/png"))
-    assert info.value.status_code == 403
-    assert "wrong-removebg-key-2718" not in (info.value.raw or "")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
 from genfactory.config import Settings, apply_overrides
-from genfactory.errors import BadRequest
+from genfactory.errors import BadRequest, UnreadableImage
 from genfactory.prompting import fill_template, load_template, size_for
 from genfactory.providers.base import (
     BackgroundRemover,
@@ -396,14 +396,16 @@ def test_qc_rejects_the_wrong_aspect_ratio() -> None:
     "data", [b"", b"not an image at all", b"\x89PNG\r\n\x1a\n" + b"\x00" * 40], ids=str
 )
 def test_qc_rejects_undecodable_bytes(data: bytes) -> None:
-    verdict = check(data)
-    assert not verdict.passed
-    assert verdict.reason.startswith("image cannot be decoded: ")
+    # Decoded by processing: the one error for bytes that are not an image, as everywhere.
+    with pytest.raises(UnreadableImage) as info:
+        check(data)
+    assert info.value.code == "bad_image" and str(info.value)
 
 
 def test_qc_rejects_a_truncated_png() -> None:
     data = png(photo_like(7))
-    assert check(data[: len(data) // 2]).reason.startswith("image cannot be decoded: ")
+    with pytest.raises(UnreadableImage, match="truncated or corrupt PNG"):
+        check(data[: len(data) // 2])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -478,7 +480,7 @@ def test_background_removal_leaves_busy_images_alone() -> None:
 
 
 def test_background_removal_refuses_garbage() -> None:
-    with pytest.raises(BadRequest, match="cannot be decoded"):
+    with pytest.raises(UnreadableImage, match="not an image"):
         LocalBackgroundRemover(make_ctx()).remove_background(ImageInput(b"junk", "image/png"))
 
 

@@ -16,7 +16,7 @@ import io
 import numpy as np
 from PIL import Image, ImageFilter
 
-from genfactory.errors import BadRequest
+from genfactory.processing.decode import load_image
 from genfactory.providers.base import BackgroundResult, ImageInput
 from genfactory.providers.registry import ProviderContext
 
@@ -46,26 +46,12 @@ class LocalBackgroundRemover:
 
     def remove_background(self, image: ImageInput) -> BackgroundResult:
         """RGBA PNG with the border-connected uniform background made transparent."""
-        rgba = _decode(image.data, self.ctx.settings.processing.max_image_pixels)
+        # Decoded by processing (UnreadableImage / ImageRejected are raised there).
+        decoded = load_image(image.data, max_pixels=self.ctx.settings.processing.max_image_pixels)
+        rgba = decoded.convert("RGBA")
         result, note = remove_uniform_background(rgba)
         self.ctx.usage.add("local", background_removals=1)
         return BackgroundResult(data=_png(result), credits_charged=0.0, note=note)
-
-
-def _decode(data: bytes, max_pixels: int) -> Image.Image:
-    try:
-        image = Image.open(io.BytesIO(data))
-        if image.width * image.height > max_pixels:
-            raise BadRequest(
-                f"image is too large for background removal ({image.width}x{image.height})",
-                service="local",
-            )
-        image.load()
-    except BadRequest:
-        raise
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise BadRequest(f"image cannot be decoded: {exc}", service="local") from None
-    return image.convert("RGBA")
 
 
 def _png(image: Image.Image) -> bytes:
@@ -246,7 +232,8 @@ def _connected_region(candidate: np.ndarray) -> np.ndarray:
     grown[:, 1:] |= traced[:, :-1]
     grown[:, :-1] |= traced[:, 1:]
     full = np.repeat(np.repeat(grown, factor, axis=0), factor, axis=1)[:h, :w]
-    return full & candidate
+    connected: np.ndarray = full & candidate
+    return connected
 
 
 def _background_color(border_rgb: np.ndarray) -> tuple[int, int, int] | None:

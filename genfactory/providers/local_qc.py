@@ -16,8 +16,6 @@ The pixel measurements run on a grayscale copy at most `ANALYSIS_SIDE` px long:
 
 from __future__ import annotations
 
-import io
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +24,7 @@ from PIL import Image
 
 from genfactory.config import QualitySection, Settings, parse_aspect_ratio
 from genfactory.errors import BadRequest
+from genfactory.processing.decode import load_reduced
 from genfactory.prompting import load_qc_prompt
 from genfactory.providers import local_detect
 from genfactory.providers.base import QCRequest, QCVerdict
@@ -60,12 +59,10 @@ class LocalQC:
     def check(self, request: QCRequest) -> QCVerdict:
         """Pass, or fail with one sentence that names the measured and the allowed value."""
         qc = self.ctx.settings.qc
-        try:
-            image, (width, height) = decode(
-                request.image.data, self.ctx.settings.processing.max_image_pixels
-            )
-        except ValueError as exc:
-            return QCVerdict(False, f"image cannot be decoded: {exc}")
+        # Bytes that do not decode raise UnreadableImage from processing, as everywhere.
+        image, (width, height) = decode(
+            request.image.data, self.ctx.settings.processing.max_image_pixels
+        )
         if width < qc.min_width or height < qc.min_height:
             return QCVerdict(
                 False,
@@ -152,35 +149,9 @@ def start_warnings(settings: Settings) -> list[str]:
 
 
 def decode(data: bytes, max_pixels: int | None = None) -> tuple[Image.Image, tuple[int, int]]:
-    """The decoded image and its full size, or ValueError saying why it cannot be read.
-
-    JPEGs are decoded at reduced scale (the checks never need more than `ANALYSIS_SIDE`).
-    """
-    if not data:
-        raise ValueError("the file is empty")
-    try:
-        with warnings.catch_warnings():
-            # Pillow only warns between its limit and twice it; treat a bomb as an error here.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            if max_pixels is not None and image.width * image.height > max_pixels:
-                raise ValueError(
-                    f"{image.width}x{image.height} exceeds the {max_pixels:,}-pixel limit"
-                )
-            size = image.size
-            if image.format == "JPEG":
-                image.draft(image.mode, (ANALYSIS_SIDE, ANALYSIS_SIDE))
-            image.load()
-    except ValueError:
-        raise
-    except (
-        OSError,
-        SyntaxError,
-        Image.DecompressionBombError,
-        Image.DecompressionBombWarning,
-    ) as exc:
-        raise ValueError(str(exc) or type(exc).__name__) from None
-    return image, size
+    """The decoded image and its full size, decoded by processing (UnreadableImage or
+    ImageRejected); JPEGs at reduced scale (the checks never need more than `ANALYSIS_SIDE`)."""
+    return load_reduced(data, side=ANALYSIS_SIDE, max_pixels=max_pixels)
 
 
 def _gray(image: Image.Image) -> Image.Image:

@@ -6,9 +6,9 @@ the step entirely check `settings.providers.background == "none"` before buildin
 
 from __future__ import annotations
 
+from genfactory.processing.decode import as_png
 from genfactory.providers.base import BackgroundResult, ImageInput
 from genfactory.providers.registry import ProviderContext
-from genfactory.providers.removebg import as_png
 
 NOTE = "background removal is off (providers.background = none); image kept"
 

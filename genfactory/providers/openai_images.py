@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from genfactory.config import fit_size, parse_aspect_ratio
+from genfactory.media import sniff_media_type
 from genfactory.providers.base import GeneratedImage, GenerationRequest, GenerationResult
 from genfactory.providers.http import (
     ServiceProvider,
     generation_timeout_seconds,
-    sniff_media_type,
 )
 from genfactory.providers.openai_chat import openai_client
 from genfactory.providers.registry import ProviderContext

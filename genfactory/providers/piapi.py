@@ -15,10 +15,7 @@ import logging
 import random
 import re
 import time
-import warnings
 from typing import Any
-
-from PIL import Image
 
 from genfactory.errors import (
     BadRequest,
@@ -28,14 +25,16 @@ from genfactory.errors import (
     ProviderTimeout,
     RateLimited,
     RetryableProviderError,
+    UnreadableImage,
 )
+from genfactory.media import sniff_media_type
+from genfactory.processing.decode import load_image
 from genfactory.providers.base import GeneratedImage, GenerationRequest, GenerationResult
 from genfactory.providers.http import (
     RAW_LIMIT,
     ServiceClient,
     ServiceProvider,
     generation_timeout_seconds,
-    sniff_media_type,
 )
 from genfactory.providers.registry import ProviderContext
 
@@ -75,22 +74,18 @@ def with_version(prompt: str, version: str) -> str:
 def split_grid(data: bytes, max_pixels: int | None = None) -> list[bytes]:
     """Crop a Midjourney 2×2 grid into its four images, as PNG (top-left, top-right, ...).
 
-    A grid above `max_pixels` (`processing.max_image_pixels`), truncated or unreadable is
-    refused with `ImageRejected` before it is decoded.
+    Decoded by processing: a grid above `max_pixels` (`processing.max_image_pixels`) is
+    refused with `ImageRejected` before it is decoded, a truncated or unreadable one with
+    `UnreadableImage`; the message says it was the grid.
     """
     try:
-        with warnings.catch_warnings():
-            # The setting decides, below; Pillow's own (global) limit only warns.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            grid = Image.open(io.BytesIO(data))
-        if max_pixels is not None and grid.width * grid.height > max_pixels:
-            raise ImageRejected(
-                f"the Midjourney grid is {grid.width}x{grid.height} px, more than "
-                f"processing.max_image_pixels = {max_pixels}; it was not decoded"
-            )
-        grid.load()
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise ImageRejected(f"the Midjourney grid cannot be read ({exc}); it was skipped") from None
+        grid = load_image(data, max_pixels=max_pixels)
+    except UnreadableImage as exc:
+        raise UnreadableImage(
+            f"the Midjourney grid cannot be read ({exc}); it was skipped"
+        ) from None
+    except ImageRejected as exc:
+        raise ImageRejected(f"the Midjourney grid was skipped: {exc}") from None
     with grid:
         image = grid if grid.mode in ("RGB", "RGBA", "L", "LA") else grid.convert("RGBA")
         width, height = image.size

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
+
 from genfactory.config import Credentials, Settings
 from genfactory.errors import ConfigError
 from genfactory.providers.base import Limiter, Usage, no_limit
@@ -71,6 +73,9 @@ class ProviderContext:
     #: Runs a picklable top-level function with its arguments: the task layer passes its
     #: process pool (`tasks.imaging.run_in_pool`) so model inference uses every core.
     run_heavy: Callable[..., Any] = field(default=lambda fn, *args: fn(*args), compare=False)
+    #: The HTTP transport of every remote provider (None: the network); tests pass an
+    #: `httpx.MockTransport` to see and answer each request.
+    transport: httpx.BaseTransport | None = field(default=None, compare=False)
 
 
 def provider_name(settings: Settings, role: str) -> str:

@@ -6,35 +6,21 @@ was, as a PNG, with a note; the credits charged (`X-Credits-Charged`) are record
 
 from __future__ import annotations
 
-import io
 import logging
 
 import httpx
-from PIL import Image
 
-from genfactory.errors import ImageRejected, MalformedResponse
+from genfactory.errors import MalformedResponse
+from genfactory.media import sniff_media_type
+from genfactory.processing.decode import as_png
 from genfactory.providers.base import BackgroundResult, ImageInput
-from genfactory.providers.http import RAW_LIMIT, ServiceClient, ServiceProvider, sniff_media_type
+from genfactory.providers.http import RAW_LIMIT, ServiceClient, ServiceProvider
 from genfactory.providers.registry import ProviderContext
 
 log = logging.getLogger(__name__)
 
 NO_FOREGROUND_NOTE = "remove.bg found no foreground; image kept"
 _EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
-
-
-def as_png(data: bytes) -> bytes:
-    """The image as PNG bytes (unchanged if it already is one)."""
-    if sniff_media_type(data) == "image/png":
-        return data
-    try:
-        with Image.open(io.BytesIO(data)) as opened:
-            image = opened if opened.mode in ("RGB", "RGBA", "L", "LA") else opened.convert("RGBA")
-            buffer = io.BytesIO()
-            image.save(buffer, format="PNG")
-    except (OSError, ValueError) as exc:
-        raise ImageRejected(f"the image cannot be read ({exc})") from None
-    return buffer.getvalue()
 
 
 class RemoveBG(ServiceProvider):
@@ -56,9 +42,8 @@ class RemoveBG(ServiceProvider):
 
     def remove_background(self, image: ImageInput) -> BackgroundResult:
         media_type = sniff_media_type(image.data)
-        if media_type is None:
-            raise ImageRejected("the image sent to remove.bg is not an image file")
-        # remove.bg takes JPEG/PNG/WebP; anything else goes as PNG.
+        # remove.bg takes JPEG/PNG/WebP; anything else goes as PNG (decoded by processing,
+        # which raises UnreadableImage for bytes that are not an image).
         data = image.data if media_type in _EXTENSIONS else as_png(image.data)
         media_type = media_type if media_type in _EXTENSIONS else "image/png"
         response = self.http.call(

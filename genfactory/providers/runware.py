@@ -23,13 +23,13 @@ from genfactory.errors import (
     QuotaExceeded,
     RetryableProviderError,
 )
+from genfactory.media import sniff_media_type
 from genfactory.providers.base import GeneratedImage, GenerationRequest, GenerationResult
 from genfactory.providers.http import (
     RAW_LIMIT,
     ServiceClient,
     ServiceProvider,
     generation_timeout_seconds,
-    sniff_media_type,
 )
 from genfactory.providers.registry import ProviderContext
 

@@ -7,12 +7,12 @@ from typing import Any
 
 from genfactory.config import fit_size
 from genfactory.errors import MalformedResponse
+from genfactory.media import sniff_media_type
 from genfactory.providers.base import GeneratedImage, GenerationRequest, GenerationResult
 from genfactory.providers.http import (
     ServiceClient,
     ServiceProvider,
     generation_timeout_seconds,
-    sniff_media_type,
 )
 from genfactory.providers.registry import ProviderContext
 

@@ -13,9 +13,10 @@ import pytest
 from pydantic import SecretStr
 
 from genfactory.config import Credentials, Settings
-from genfactory.providers.base import Limiter, Usage, no_limit
+from genfactory.providers.base import GenerationRequest, Limiter, Usage, no_limit
+from genfactory.providers.http import RetryPolicy
 from genfactory.providers.registry import ProviderContext
-from tests.fakes.server import FakeServices
+from tests.fakes.server import FakeServices, encode, render
 
 #: Small budgets so a hung or slow fake costs tests fractions of a second.
 FAST_GENERATION: dict[str, Any] = {
@@ -24,6 +25,25 @@ FAST_GENERATION: dict[str, Any] = {
     "polling_timeout_minutes": 0.5,
     "max_poll_errors": 3,
 }
+
+#: In-call retries for tests: three tries, short backoff.
+FAST_RETRY = RetryPolicy(attempts=3, base_delay=0.05, max_sleep=5.0)
+
+
+def png(prompt: str = "a red fox", size: tuple[int, int] = (256, 256), fmt: str = "PNG") -> bytes:
+    """A rendered test image (`fmt`: any Pillow format name)."""
+    return encode(render(prompt, *size), fmt)
+
+
+def gen_request(**kw: Any) -> GenerationRequest:
+    """A generation request for a red fox, 1:1, 1024 px; `kw` overrides."""
+    values: dict[str, Any] = {
+        "prompt": "a red fox in snow",
+        "aspect_ratio": "1:1",
+        "width": 1024,
+        "height": 1024,
+    }
+    return GenerationRequest(**{**values, **kw})
 
 
 @pytest.fixture
