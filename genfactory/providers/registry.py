@@ -171,6 +171,14 @@ def fixed_long_side(settings: Settings) -> int | None:
     return int(fixed(settings)) if callable(fixed) else None
 
 
+def check_prompt_template(settings: Settings, template: str) -> None:
+    """Let the prompt provider refuse a template it cannot use (the local provider: one of
+    instructions to a model), before anything is created; its `check_template(template, path)`."""
+    check = getattr(provider_class("prompt", settings.providers.prompt), "check_template", None)
+    if callable(check):
+        check(template, settings.prompts.template)
+
+
 def build_provider(role: str, ctx: ProviderContext) -> Any:
     """Instantiate the provider configured for `role`."""
     return provider_class(role, provider_name(ctx.settings, role))(ctx)

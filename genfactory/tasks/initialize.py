@@ -19,9 +19,13 @@ from genfactory.config import Credentials, Settings, parse_image_size, validate_
 from genfactory.engine.recovery import recover_stale_executions, this_worker
 from genfactory.errors import UserError
 from genfactory.logs import open_job_log, register_secrets
-from genfactory.providers.local_prompt import check_direct_template
 from genfactory.providers.local_qc import start_warnings
-from genfactory.providers.registry import check_credentials, fixed_long_side, images_per_slot
+from genfactory.providers.registry import (
+    check_credentials,
+    check_prompt_template,
+    fixed_long_side,
+    images_per_slot,
+)
 from genfactory.statuses import FINAL_SLOT_STATUSES, JobStatus
 from genfactory.storage import repository
 from genfactory.storage.db import data_dir
@@ -118,8 +122,7 @@ def _keyword_plans(settings: Settings) -> list[prompting.SlotPlan]:
         )
     source = prompting.read_keywords(Path(settings.job.keywords_file).expanduser())
     template = prompting.load_template(settings.prompts.template, settings.providers.prompt)
-    if settings.providers.prompt == "local":
-        check_direct_template(template, settings.prompts.template)
+    check_prompt_template(settings, template)
     return prompting.plan_slots(
         source,
         template,
