@@ -183,3 +183,16 @@ def test_non_settings_variables_are_ignored_and_settings_typos_are_not() -> None
         load_settings(environ={"GENFACTORY_PIAPI_BASE_URL": "http://x"})
     with pytest.raises(ConfigError, match="unknown setting 'piapi.api_key'"):
         load_settings(environ={"GENFACTORY_PIAPI__API_KEY": "x"})
+
+
+def test_credentials_copy_and_compare_by_their_keys() -> None:
+    import copy
+    import pickle
+
+    creds = Credentials(piapi_api_key="fake-piapi-key-abcdef")
+    assert pickle.loads(pickle.dumps(creds)) == creds == copy.deepcopy(creds)
+    assert creds != Credentials()
+    with pytest.raises(AttributeError):
+        creds.piapi_api_key = None
+    with pytest.raises(AttributeError):
+        _ = creds.piapi_key  # a typo is an error, not a missing key

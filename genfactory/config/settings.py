@@ -97,6 +97,10 @@ class Credentials:
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("Credentials are read only")
 
+    def __reduce__(self) -> tuple[Any, tuple[dict[str, SecretStr]]]:
+        # Copies and pickles rebuild through __init__ (read only: no state to set afterwards).
+        return (_credentials, (dict(self._keys),))
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Credentials) and self._keys == other._keys
 
@@ -139,3 +143,7 @@ class Credentials:
         return [
             value.get_secret_value() for value in self._keys.values() if value.get_secret_value()
         ]
+
+
+def _credentials(keys: dict[str, SecretStr]) -> Credentials:
+    return Credentials(**keys)
