@@ -25,15 +25,16 @@ def check_quality(runtime: JobRuntime, image: ImageRecord) -> ImageRecord:
         prompt=image.generation_prompt,
         aspect_ratio=image.aspect_ratio,
     )
+    provider = runtime.providers.qc
+    combined = runtime.providers.qc_metadata if settings.metadata.combined_with_qc else None
     metadata = None
     with runtime.guard(), timed() as t:
         if settings.providers.qc == "openai":
             runtime.check_budget({"openai": {"vision_calls": 1}})
-        combined = runtime.providers.qc_metadata if settings.metadata.combined_with_qc else None
         if combined is not None:
             verdict, metadata = combined.check_and_describe(request, image.keyword or "")
         else:
-            verdict = runtime.providers.qc.check(request)
+            verdict = provider.check(request)
     fields = {"image_index": image.image_index, "slot": image.slot, "duration_ms": t["ms"]}
     if verdict.passed:
         log_step("passed", step="qc", level=logging.DEBUG, **fields)
