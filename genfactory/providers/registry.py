@@ -193,12 +193,13 @@ class ProviderSet:
     the job never calls costs nothing).
 
     `qc_metadata` is the QC provider when it also writes metadata in the same call
-    (`CombinedQCMetadata`), else None. `given` injects ready providers by role (tests, tools).
+    (`CombinedQCMetadata`), else None. Which class serves a role is the service table's
+    (tests swap one with `services.overridden`).
     """
 
-    def __init__(self, ctx: ProviderContext, given: dict[str, object] | None = None) -> None:
+    def __init__(self, ctx: ProviderContext) -> None:
         self.ctx = ctx
-        self._built: dict[str, object] = dict(given or {})
+        self._built: dict[str, object] = {}
         self._lock = threading.Lock()
 
     def _get(self, role: str) -> object:
