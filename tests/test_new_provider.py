@@ -165,3 +165,27 @@ def test_the_registry_builds_it(webui2: services.ServiceSpec, fake: FakeServices
         assert isinstance(provider, SecondWebUI)
     finally:
         provider.close()
+
+
+def test_the_provider_set_builds_each_role_once_on_first_use() -> None:
+    from genfactory.providers.base import CombinedQCMetadata
+    from genfactory.providers.local_qc import LocalQC
+    from genfactory.providers.openai_chat import OpenAIVisionQC
+    from genfactory.providers.registry import ProviderSet
+
+    local = ProviderSet(ProviderContext(settings=load_settings(environ={})))
+    assert not local._built  # nothing built before it is asked for
+    assert isinstance(local.qc, LocalQC) and local.qc is local.qc
+    assert local.qc_metadata is None  # the local QC writes no metadata
+    assert set(local._built) == {"qc"}
+    local.close()
+    vision = ProviderSet(
+        ProviderContext(settings=load_settings(overrides={"providers.qc": "openai"}, environ={}))
+    )
+    try:
+        assert isinstance(vision.qc, OpenAIVisionQC)
+        assert (
+            isinstance(vision.qc_metadata, CombinedQCMetadata) and vision.qc_metadata is vision.qc
+        )
+    finally:
+        vision.close()
