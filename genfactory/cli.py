@@ -225,7 +225,7 @@ def _dry_run(settings: Any) -> None:
     """`run --dry-run`: the checks of a run that create nothing, then the plan and its cost."""
     from genfactory import pricing, prompting
     from genfactory.config import Credentials
-    from genfactory.providers.registry import check_credentials
+    from genfactory.providers.registry import check_credentials, images_per_slot
 
     check_credentials(settings, Credentials.from_env())
     if settings.job.keywords_file is None:
@@ -250,7 +250,7 @@ def _dry_run(settings: Any) -> None:
     table.add_column("estimated cost", justify="right")
     for row in pricing.cost_rows(settings, calls):
         table.add_row(*row)
-    console.print(f"slots {slots}, images {slots * settings.images_per_slot}", highlight=False)
+    console.print(f"slots {slots}, images {slots * images_per_slot(settings)}", highlight=False)
     console.print(table)
     budget = settings.job.max_cost
     vision = calls.get("openai", {}).get("vision_calls", 0)

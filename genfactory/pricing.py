@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from genfactory.config import Settings
+from genfactory.providers.registry import images_per_slot
 
 Counts = Mapping[str, Mapping[str, float]]
 
@@ -32,7 +33,7 @@ REMOVEBG_CREDITS = {"preview": 0.25}
 def planned_calls(settings: Settings, slots: int) -> dict[str, dict[str, int]]:
     """Calls per service and kind a job of `slots` slots makes at most, without re-asks."""
     providers = settings.providers
-    images = slots * settings.images_per_slot
+    images = slots * images_per_slot(settings)
     calls: dict[str, dict[str, int]] = {}
 
     def add(service: str, kind: str, amount: int) -> None:

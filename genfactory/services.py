@@ -13,9 +13,13 @@ This module imports nothing of genfactory: every other layer may read it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+import dataclasses
+import threading
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import Any
 
 #: The roles a job fills, in pipeline order.
 ROLES = ("prompt", "image", "qc", "background", "metadata")
@@ -42,6 +46,24 @@ class ServiceSpec:
     #: The key is needed only when `<name>.base_url` is on this host (OpenAI-compatible servers
     #: such as Ollama or vLLM run without one).
     key_only_for_host: str | None = None
+    #: Settings section of its options (`<section>.base_url` ...); None = a section of its own
+    #: name. A provider compatible with another service's API may share that service's section.
+    section: str | None = None
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.roles) - set(ROLES))
+        if not self.roles or unknown:
+            raise ValueError(
+                f"service {self.name!r}: roles must be some of {', '.join(ROLES)}"
+                + (f"; unknown: {', '.join(unknown)}" if unknown else "")
+            )
+        if bool(self.key_field) != bool(self.key_env):
+            raise ValueError(f"service {self.name!r}: key_field and key_env go together")
+
+    @property
+    def options_section(self) -> str:
+        """The settings section holding its options."""
+        return self.section or self.name
 
     @property
     def key_variable(self) -> str | None:
@@ -53,7 +75,7 @@ def _key_env(var: str) -> tuple[str, ...]:
     return (var, f"GENFACTORY_{var}")
 
 
-_SPECS = (
+_SPECS: tuple[ServiceSpec, ...] = (
     ServiceSpec(
         name="local",
         label="local engines",
@@ -64,16 +86,6 @@ _SPECS = (
             "background": "genfactory.providers.local_background:LocalBackgroundRemover",
             "metadata": "genfactory.providers.local_metadata:LocalMetadata",
         },
-    ),
-    ServiceSpec(
-        name="files",
-        label="image folder",
-        roles={"image": "genfactory.providers.local_files:LocalFiles"},
-    ),
-    ServiceSpec(
-        name="none",
-        label="no background removal",
-        roles={"background": "genfactory.providers.no_background:KeepBackground"},
     ),
     ServiceSpec(
         name="piapi",
@@ -119,6 +131,11 @@ _SPECS = (
         concurrency=1,
     ),
     ServiceSpec(
+        name="files",
+        label="image folder",
+        roles={"image": "genfactory.providers.local_files:LocalFiles"},
+    ),
+    ServiceSpec(
         name="removebg",
         label="remove.bg",
         roles={"background": "genfactory.providers.removebg:RemoveBG"},
@@ -128,10 +145,19 @@ _SPECS = (
         base_url_env="REMOVE_BG_BASE_URL",
         concurrency=4,
     ),
+    ServiceSpec(
+        name="none",
+        label="no background removal",
+        roles={"background": "genfactory.providers.no_background:KeepBackground"},
+    ),
 )
 
-#: name -> spec, in the order above.
-SERVICES: Mapping[str, ServiceSpec] = MappingProxyType({spec.name: spec for spec in _SPECS})
+_entries: dict[str, ServiceSpec] = {spec.name: spec for spec in _SPECS}
+_lock = threading.Lock()
+
+#: name -> spec, in the order above (a live, read-only view: entries added with `registered`
+#: show here while they are registered).
+SERVICES: Mapping[str, ServiceSpec] = MappingProxyType(_entries)
 
 
 def service(name: str) -> ServiceSpec | None:
@@ -149,6 +175,11 @@ def keyed() -> tuple[ServiceSpec, ...]:
     return tuple(spec for spec in SERVICES.values() if spec.key_field)
 
 
+def key_fields() -> tuple[str, ...]:
+    """The Credentials fields: one per key, in table order (services may share a key)."""
+    return tuple(dict.fromkeys(spec.key_field for spec in keyed() if spec.key_field))
+
+
 def capped() -> tuple[ServiceSpec, ...]:
     """Services with a `concurrency.<name>` cap."""
     return tuple(spec for spec in SERVICES.values() if spec.concurrency is not None)
@@ -160,13 +191,56 @@ def label(name: str) -> str:
     return spec.label if spec else name
 
 
+@contextlib.contextmanager
+def registered(*specs: ServiceSpec) -> Iterator[tuple[ServiceSpec, ...]]:
+    """Add service entries for the duration of a with-block: every reader of the table (the
+    choices of `providers.<role>`, keys and Secret blocks, base-URL variables, the registry)
+    sees them. For tests and experiments; a shipped provider is an entry of the table above.
+
+    Settings models are built from the table when `genfactory.config` is imported, so an entry
+    added here has no `concurrency.<name>` setting (its cap is its `concurrency` default) and
+    no settings section of its own (give it `section=` of a service whose options it shares).
+    """
+    with _lock:
+        taken = [spec.name for spec in specs if spec.name in _entries]
+        if taken:
+            raise ValueError(f"service {', '.join(taken)} is already in the table")
+        for spec in specs:
+            _entries[spec.name] = spec
+    try:
+        yield specs
+    finally:
+        with _lock:
+            for spec in specs:
+                _entries.pop(spec.name, None)
+
+
+@contextlib.contextmanager
+def overridden(name: str, **changes: Any) -> Iterator[ServiceSpec]:
+    """Replace fields of the entry `name` for the duration of a with-block (e.g. the class of
+    one of its roles, to run a job against a scripted provider); restored afterwards."""
+    with _lock:
+        before = _entries[name]
+        roles = changes.pop("roles", None)
+        spec = dataclasses.replace(before, **changes, roles={**before.roles, **(roles or {})})
+        _entries[name] = spec
+    try:
+        yield spec
+    finally:
+        with _lock:
+            _entries[name] = before
+
+
 __all__ = [
     "ROLES",
     "SERVICES",
     "ServiceSpec",
     "capped",
+    "key_fields",
     "keyed",
     "label",
     "names_for",
+    "overridden",
+    "registered",
     "service",
 ]

@@ -138,3 +138,61 @@ def test_secrets_come_from_the_environment_and_never_serialise() -> None:
     assert "fake-openai-key-abcdef123456" not in creds.model_dump_json()
     # Settings have no field that could carry a key.
     assert "api_key" not in Settings().model_dump_json()
+
+
+def test_service_facts_come_from_the_service_table() -> None:
+    from genfactory import services
+    from genfactory.config import base_url_env
+
+    for role in services.ROLES:
+        assert Settings().providers.model_fields[role].default == "local"
+        with pytest.raises(ConfigError) as info:
+            load_settings(overrides={f"providers.{role}": "nope"}, environ={})
+        for name in services.names_for(role):
+            assert repr(name) in str(info.value)  # the message lists every valid choice
+    caps = Settings().concurrency
+    for spec in services.capped():
+        assert caps.cap(spec.name) == spec.concurrency
+    assert set(type(caps).model_fields) == {s.name for s in services.capped()} | {"scope"}
+    for spec in services.keyed():
+        env = {spec.key_env[-1]: "fake-key-value-123"}
+        assert getattr(Credentials.from_env(env), str(spec.key_field)) is not None
+        load_settings(environ=env)  # GENFACTORY_<KEY> variables are not settings
+    for name, (section, field) in base_url_env().items():
+        assert field in Settings.model_fields[section].annotation.model_fields  # type: ignore[union-attr]
+        settings = load_settings(environ={name: "http://127.0.0.1:9/x"})
+        assert getattr(getattr(settings, section), field) == "http://127.0.0.1:9/x"
+    names = {"PIAPI_BASE_URL", "OPENAI_BASE_URL", "REMOVE_BG_BASE_URL", "SDWEBUI_BASE_URL"}
+    assert names | {"RUNWARE_BASE_URL"} == set(base_url_env())
+
+
+def test_non_settings_variables_are_ignored_and_settings_typos_are_not() -> None:
+    from genfactory.config import non_setting_env
+
+    # Production config lists no test harness variable and no dead one; they are ignored.
+    listed = non_setting_env()
+    for name in (
+        "GENFACTORY_TEST_POSTGRES_URL",
+        "GENFACTORY_REQUIRE_POSTGRES",
+        "GENFACTORY_LOG_LEVEL",
+    ):
+        assert name not in listed
+    env = {"GENFACTORY_TEST_POSTGRES_URL": "postgresql://x", "GENFACTORY_REQUIRE_POSTGRES": "1"}
+    assert load_settings(environ=env) == Settings()
+    with pytest.raises(ConfigError, match="double underscore"):
+        load_settings(environ={"GENFACTORY_PIAPI_BASE_URL": "http://x"})
+    with pytest.raises(ConfigError, match="unknown setting 'piapi.api_key'"):
+        load_settings(environ={"GENFACTORY_PIAPI__API_KEY": "x"})
+
+
+def test_credentials_copy_and_compare_by_their_keys() -> None:
+    import copy
+    import pickle
+
+    creds = Credentials(piapi_api_key="fake-piapi-key-abcdef")
+    assert pickle.loads(pickle.dumps(creds)) == creds == copy.deepcopy(creds)
+    assert creds != Credentials()
+    with pytest.raises(AttributeError):
+        creds.piapi_api_key = None
+    with pytest.raises(AttributeError):
+        _ = creds.piapi_key  # a typo is an error, not a missing key

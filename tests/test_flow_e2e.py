@@ -6,12 +6,14 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from PIL import Image
 
+from genfactory import services
 from genfactory.config import Settings, load_settings
 from genfactory.errors import ContentRejected, RetryableProviderError
 from genfactory.flows import generate_job
@@ -150,6 +152,10 @@ class _Recorder:
     #: however slowly Prefect starts subflows on a busy machine.
     gather = 0
 
+    # It stands in for the local renderer: the same class facts.
+    repeatable_create = LocalRenderer.repeatable_create
+    fixed_long_side = LocalRenderer.fixed_long_side
+
     def __init__(self, ctx: registry.ProviderContext) -> None:
         self.inner = LocalRenderer(ctx)
         self.name = "local"
@@ -179,15 +185,15 @@ class _Recorder:
 
 
 @pytest.fixture
-def recorder(monkeypatch: pytest.MonkeyPatch) -> type[_Recorder]:
+def recorder() -> Iterator[type[_Recorder]]:
     _Recorder.in_flight = _Recorder.peak = 0
     _Recorder.calls = []
     _Recorder.fail_when = _Recorder.leak = None
     _Recorder.delay = 0.0
     _Recorder.transient_failures = 0
     _Recorder.gather = 0
-    monkeypatch.setitem(registry.PROVIDERS, ("image", "local"), f"{__name__}:_Recorder")
-    return _Recorder
+    with services.overridden("local", roles={"image": f"{__name__}:_Recorder"}):
+        yield _Recorder
 
 
 def test_concurrency_cap_is_respected(tmp_path: Path, recorder: type[_Recorder]) -> None:

@@ -8,16 +8,19 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from PIL import Image, ImageDraw
 
+from genfactory import services
 from genfactory.config import load_settings
 from genfactory.flows import generate_job
 from genfactory.providers import registry
 from genfactory.providers.base import GeneratedImage, GenerationRequest, GenerationResult
+from genfactory.providers.local_image import LocalRenderer
 from genfactory.statuses import ImageStatus, JobStatus
 from genfactory.storage import repository
 
@@ -59,6 +62,9 @@ class ScriptedImages:
     """An image provider whose answers depend on the prompt, as a real service's might."""
 
     name = "local"
+    # It stands in for the local renderer: the same class facts.
+    repeatable_create = LocalRenderer.repeatable_create
+    fixed_long_side = LocalRenderer.fixed_long_side
 
     def __init__(self, ctx: registry.ProviderContext) -> None:
         self.ctx = ctx
@@ -90,8 +96,9 @@ class ScriptedImages:
 
 
 @pytest.fixture
-def scripted(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(registry.PROVIDERS, ("image", "local"), f"{__name__}:ScriptedImages")
+def scripted() -> Iterator[None]:
+    with services.overridden("local", roles={"image": f"{__name__}:ScriptedImages"}):
+        yield
 
 
 def settings_for(tmp_path: Path, keywords: list[str], **extra: Any) -> Any:

@@ -3,12 +3,14 @@
 from genfactory.providers.base import (
     BackgroundRemover,
     BackgroundResult,
+    CombinedQCMetadata,
     GeneratedImage,
     GenerationRequest,
     GenerationResult,
     ImageInput,
     ImageMetadata,
     ImageProvider,
+    ImageProviderFacts,
     MetadataProvider,
     MetadataRequest,
     PromptProvider,
@@ -18,22 +20,30 @@ from genfactory.providers.base import (
     QCVerdict,
     Usage,
 )
-from genfactory.providers.registry import ProviderContext, build_provider, check_credentials
+from genfactory.providers.registry import (
+    ProviderContext,
+    ProviderSet,
+    build_provider,
+    check_credentials,
+)
 
 __all__ = [
     "BackgroundRemover",
     "BackgroundResult",
+    "CombinedQCMetadata",
     "GeneratedImage",
     "GenerationRequest",
     "GenerationResult",
     "ImageInput",
     "ImageMetadata",
     "ImageProvider",
+    "ImageProviderFacts",
     "MetadataProvider",
     "MetadataRequest",
     "PromptProvider",
     "PromptRequest",
     "ProviderContext",
+    "ProviderSet",
     "QCProvider",
     "QCRequest",
     "QCVerdict",

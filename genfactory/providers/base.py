@@ -171,6 +171,16 @@ class QCProvider(Protocol):
 
 
 @runtime_checkable
+class CombinedQCMetadata(Protocol):
+    """A QC provider that also writes the metadata of a passed image in the same call
+    (`metadata.combined_with_qc`: half the calls); the metadata is None for a failed image."""
+
+    def check_and_describe(
+        self, request: QCRequest, keyword: str = ""
+    ) -> tuple[QCVerdict, ImageMetadata | None]: ...
+
+
+@runtime_checkable
 class BackgroundRemover(Protocol):
     name: str
 
@@ -182,6 +192,28 @@ class MetadataProvider(Protocol):
     name: str
 
     def describe(self, request: MetadataRequest) -> ImageMetadata: ...
+
+
+class ImageProviderFacts:
+    """Facts an image provider class may state about itself, read by the registry from the
+    class (without building the provider); a class that states none gets these defaults.
+
+    Subclassing this is optional: the registry reads the attributes wherever they are defined.
+    """
+
+    #: Images one generation returns whatever `job.variations` says (Midjourney's grid: 4);
+    #: None = `job.variations`.
+    images_per_task: int | None = None
+    #: A create can be repeated without paying again (local engines, a self-hosted server): a
+    #: slot interrupted during its create call is simply run again instead of failing with
+    #: `ambiguous_create`.
+    repeatable_create: bool = False
+
+    @classmethod
+    def fixed_long_side(cls, settings: Any) -> int | None:
+        """The long side it renders at whatever the size settings say; None = the slot's
+        image size."""
+        return None
 
 
 # ---------------------------------------------------------------------------------------------

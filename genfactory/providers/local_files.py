@@ -17,6 +17,8 @@ class LocalFiles:
     """`ImageProvider` returning the bytes of `request.source_path`, unchanged."""
 
     name = "files"
+    #: Reading the file again is free (`providers.base.ImageProviderFacts`).
+    repeatable_create = True
 
     def __init__(self, ctx: ProviderContext) -> None:
         self.ctx = ctx

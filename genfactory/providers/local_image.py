@@ -25,7 +25,7 @@ from typing import Literal
 
 from PIL import Image
 
-from genfactory.config import parse_aspect_ratio
+from genfactory.config import Settings, parse_aspect_ratio
 from genfactory.errors import BadRequest
 from genfactory.providers.base import GeneratedImage, GenerationRequest, GenerationResult
 from genfactory.providers.local_render import vocab
@@ -67,6 +67,13 @@ class LocalRenderer:
     """Offline `ImageProvider`: distinct, deterministic PNG renders from the prompt and seed."""
 
     name = "local"
+    #: Facts for the registry (`providers.base.ImageProviderFacts`): rendering again is free.
+    repeatable_create = True
+
+    @classmethod
+    def fixed_long_side(cls, settings: Settings) -> int:
+        """It renders at `generation.local_long_side`, whatever the image sizes say."""
+        return settings.generation.local_long_side
 
     def __init__(self, ctx: ProviderContext) -> None:
         self.ctx = ctx

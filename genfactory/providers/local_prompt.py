@@ -64,6 +64,9 @@ class TemplatePromptProvider:
 
     name = "local"
 
+    #: Before any work (the registry's `check_prompt_template`): the template is the prompt.
+    check_template = staticmethod(check_direct_template)
+
     def __init__(self, ctx: ProviderContext) -> None:
         self.ctx = ctx
 

@@ -108,6 +108,7 @@ class PiAPIMidjourney(ServiceProvider):
     """`ImageProvider` for Midjourney task APIs: four images per task."""
 
     name = "piapi"
+    images_per_task = 4  # one imagine task returns its grid of 4 (ImageProviderFacts)
 
     def __init__(self, ctx: ProviderContext) -> None:
         self.config = ctx.settings.piapi

@@ -1,65 +1,62 @@
-"""Builds the provider chosen for each role from the settings (`providers.<role>`)."""
+"""Builds the provider chosen for each role from the settings (`providers.<role>`).
+
+What provider serves a role, the key it needs and where a missing key is looked up all come from
+the service table (`genfactory.services`). What a provider does differently (images per task, a
+create that costs nothing to repeat, a fixed render size) is stated on its class and read here
+without building it (`ImageProviderFacts` in `providers.base`).
+"""
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import httpx
 
+from genfactory import services
 from genfactory.config import Credentials, Settings
 from genfactory.errors import ConfigError
-from genfactory.providers.base import Limiter, Usage, no_limit
+from genfactory.providers.base import (
+    BackgroundRemover,
+    CombinedQCMetadata,
+    ImageProvider,
+    Limiter,
+    MetadataProvider,
+    PromptProvider,
+    QCProvider,
+    Usage,
+    no_limit,
+)
 
-#: (role, name) -> "module:Class". Classes take a ProviderContext and nothing else.
-PROVIDERS: dict[tuple[str, str], str] = {
-    ("prompt", "local"): "genfactory.providers.local_prompt:TemplatePromptProvider",
-    ("image", "local"): "genfactory.providers.local_image:LocalRenderer",
-    ("image", "files"): "genfactory.providers.local_files:LocalFiles",
-    ("qc", "local"): "genfactory.providers.local_qc:LocalQC",
-    ("background", "local"): "genfactory.providers.local_background:LocalBackgroundRemover",
-    ("metadata", "local"): "genfactory.providers.local_metadata:LocalMetadata",
-    ("image", "piapi"): "genfactory.providers.piapi:PiAPIMidjourney",
-    ("image", "runware"): "genfactory.providers.runware:RunwareImages",
-    ("image", "openai"): "genfactory.providers.openai_images:OpenAIImages",
-    ("image", "sdwebui"): "genfactory.providers.sdwebui:SDWebUIImages",
-    ("prompt", "openai"): "genfactory.providers.openai_chat:OpenAIPrompt",
-    ("qc", "openai"): "genfactory.providers.openai_chat:OpenAIVisionQC",
-    ("metadata", "openai"): "genfactory.providers.openai_chat:OpenAIVisionMetadata",
-    ("background", "removebg"): "genfactory.providers.removebg:RemoveBG",
-    # "none": no background removal; the entry keeps build_provider total (image kept as is).
-    ("background", "none"): "genfactory.providers.no_background:KeepBackground",
-}
-
-#: Which key each remote provider needs: (Credentials field, environment variable).
-#: OpenAI roles need OPENAI_API_KEY only on api.openai.com: local OpenAI-compatible servers
-#: (Ollama, LM Studio, vLLM) run without one, so no key is sent when none is set.
-#: Image providers a generation can be repeated at without paying again (local engines, a
-#: self-hosted SD WebUI): a slot interrupted during its create call is simply run again.
-REPEATABLE_IMAGE_PROVIDERS = frozenset({"local", "sdwebui", "files"})
-
-REQUIRED_KEYS: dict[tuple[str, str], tuple[str, str]] = {
-    ("image", "piapi"): ("piapi_api_key", "PIAPI_API_KEY"),
-    ("image", "runware"): ("runware_api_key", "RUNWARE_API_KEY"),
-    ("image", "openai"): ("openai_api_key", "OPENAI_API_KEY"),
-    ("prompt", "openai"): ("openai_api_key", "OPENAI_API_KEY"),
-    ("qc", "openai"): ("openai_api_key", "OPENAI_API_KEY"),
-    ("metadata", "openai"): ("openai_api_key", "OPENAI_API_KEY"),
-    ("background", "removebg"): ("remove_bg_api_key", "REMOVE_BG_API_KEY"),
-}
+ROLES = services.ROLES
 
 
-def key_required(settings: Settings, role: str, name: str) -> bool:
-    """False for OpenAI roles pointed at a server other than api.openai.com."""
-    if name == "openai":
-        return urlsplit(settings.openai.base_url).hostname == "api.openai.com"
-    return (role, name) in REQUIRED_KEYS
+class _RoleTable(Mapping[tuple[str, str], str]):
+    """(role, name) -> "module:Class", read from the service table on every use."""
+
+    def _table(self) -> dict[tuple[str, str], str]:
+        return {
+            (role, spec.name): target
+            for spec in services.SERVICES.values()
+            for role, target in spec.roles.items()
+        }
+
+    def __getitem__(self, key: tuple[str, str]) -> str:
+        return self._table()[key]
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(self._table())
+
+    def __len__(self) -> int:
+        return len(self._table())
 
 
-ROLES = ("prompt", "image", "qc", "background", "metadata")
+#: (role, name) -> "module:Class" of every service's roles: a read-only view of the table.
+PROVIDERS: Mapping[tuple[str, str], str] = _RoleTable()
 
 
 @dataclass
@@ -82,16 +79,45 @@ def provider_name(settings: Settings, role: str) -> str:
     return str(getattr(settings.providers, role))
 
 
+# ---------------------------------------------------------------------------------------------
+# Keys
+
+
+def key_required(settings: Settings, role: str, name: str) -> bool:
+    """Whether the provider `name` for `role` needs its key: a service with a key field does,
+    except one with `key_only_for_host` pointed at another host (OpenAI-compatible servers such
+    as Ollama, LM Studio or vLLM run without one, so no key is sent when none is set)."""
+    spec = services.service(name)
+    if spec is None or spec.key_field is None or role not in spec.roles:
+        return False
+    if spec.key_only_for_host is None:
+        return True
+    options = getattr(settings, spec.options_section, None)
+    base_url = str(getattr(options, "base_url", "") or "")
+    return urlsplit(base_url).hostname == spec.key_only_for_host
+
+
 def required_keys(settings: Settings) -> dict[str, tuple[str, str]]:
-    """`providers.<role>` -> (Credentials field, environment variable) for every key the
-    configured providers need."""
+    """`providers.<role> = <name>` -> (Credentials field, environment variable) for every key
+    the configured providers need."""
     needed = {}
     for role in ROLES:
         name = provider_name(settings, role)
-        need = REQUIRED_KEYS.get((role, name))
-        if need and key_required(settings, role, name):
-            needed[f"providers.{role} = {name}"] = need
+        spec = services.service(name)
+        if spec and spec.key_field and spec.key_variable and key_required(settings, role, name):
+            needed[f"providers.{role} = {name}"] = (spec.key_field, spec.key_variable)
     return needed
+
+
+def needed_services(settings: Settings) -> list[services.ServiceSpec]:
+    """The services whose keys the configured providers need, each once."""
+    specs = {}
+    for role in ROLES:
+        name = provider_name(settings, role)
+        spec = services.service(name)
+        if spec is not None and key_required(settings, role, name):
+            specs[spec.name] = spec
+    return list(specs.values())
 
 
 def check_credentials(settings: Settings, credentials: Credentials) -> None:
@@ -108,15 +134,115 @@ def check_credentials(settings: Settings, credentials: Credentials) -> None:
         )
 
 
-def build_provider(role: str, ctx: ProviderContext) -> Any:
-    """Instantiate the provider configured for `role`."""
-    name = provider_name(ctx.settings, role)
-    target = PROVIDERS.get((role, name))
+# ---------------------------------------------------------------------------------------------
+# Classes and their facts
+
+
+def provider_class(role: str, name: str) -> type[Any]:
+    """The class serving `role` for the service `name` (imported, not built)."""
+    spec = services.service(name)
+    target = spec.roles.get(role) if spec else None
     if target is None:
-        known = sorted(n for r, n in PROVIDERS if r == role)
         raise ConfigError(
-            f"providers.{role} = {name!r} is not available; choose one of {', '.join(known)}"
+            f"providers.{role} = {name!r} is not available; "
+            f"choose one of {', '.join(sorted(services.names_for(role)))}"
         )
     module_name, _, class_name = target.partition(":")
-    cls = getattr(importlib.import_module(module_name), class_name)
-    return cls(ctx)
+    cls: type[Any] = getattr(importlib.import_module(module_name), class_name)
+    return cls
+
+
+def _image_class(settings: Settings) -> type[Any]:
+    return provider_class("image", settings.providers.image)
+
+
+def images_per_slot(settings: Settings) -> int:
+    """Images one generation returns: the image provider's `images_per_task` when it returns a
+    fixed number (Midjourney's grid of 4), else `job.variations`."""
+    fixed = getattr(_image_class(settings), "images_per_task", None)
+    return int(fixed) if fixed else settings.job.variations
+
+
+def repeatable_create(settings: Settings) -> bool:
+    """True when a generation can be created again without paying again (local engines, a
+    self-hosted SD WebUI): a slot interrupted during its create call is simply run again."""
+    return bool(getattr(_image_class(settings), "repeatable_create", False))
+
+
+def fixed_long_side(settings: Settings) -> int | None:
+    """The long side the image provider renders at whatever the size settings say (the local
+    renderer: `generation.local_long_side`), or None."""
+    fixed = getattr(_image_class(settings), "fixed_long_side", None)
+    return int(fixed(settings)) if callable(fixed) else None
+
+
+def check_prompt_template(settings: Settings, template: str) -> None:
+    """Let the prompt provider refuse a template it cannot use (the local provider: one of
+    instructions to a model), before anything is created; its `check_template(template, path)`."""
+    check = getattr(provider_class("prompt", settings.providers.prompt), "check_template", None)
+    if callable(check):
+        check(template, settings.prompts.template)
+
+
+def build_provider(role: str, ctx: ProviderContext) -> Any:
+    """Instantiate the provider configured for `role`."""
+    return provider_class(role, provider_name(ctx.settings, role))(ctx)
+
+
+# ---------------------------------------------------------------------------------------------
+# The providers of one job
+
+
+class ProviderSet:
+    """The job's provider of each role, typed by its Protocol, each built on first use (a role
+    the job never calls costs nothing).
+
+    `qc_metadata` is the QC provider when it also writes metadata in the same call
+    (`CombinedQCMetadata`), else None. Which class serves a role is the service table's
+    (tests swap one with `services.overridden`).
+    """
+
+    def __init__(self, ctx: ProviderContext) -> None:
+        self.ctx = ctx
+        self._built: dict[str, object] = {}
+        self._lock = threading.Lock()
+
+    def _get(self, role: str) -> object:
+        with self._lock:
+            if role not in self._built:
+                self._built[role] = build_provider(role, self.ctx)
+            return self._built[role]
+
+    @property
+    def prompt(self) -> PromptProvider:
+        return cast(PromptProvider, self._get("prompt"))
+
+    @property
+    def image(self) -> ImageProvider:
+        return cast(ImageProvider, self._get("image"))
+
+    @property
+    def qc(self) -> QCProvider:
+        return cast(QCProvider, self._get("qc"))
+
+    @property
+    def qc_metadata(self) -> CombinedQCMetadata | None:
+        qc = self._get("qc")
+        return qc if isinstance(qc, CombinedQCMetadata) else None
+
+    @property
+    def background(self) -> BackgroundRemover:
+        return cast(BackgroundRemover, self._get("background"))
+
+    @property
+    def metadata(self) -> MetadataProvider:
+        return cast(MetadataProvider, self._get("metadata"))
+
+    def close(self) -> None:
+        """Close every provider built so far (their connection pools)."""
+        with self._lock:
+            for provider in self._built.values():
+                close = getattr(provider, "close", None)
+                if callable(close):
+                    close()
+            self._built.clear()

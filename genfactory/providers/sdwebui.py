@@ -21,6 +21,7 @@ class SDWebUIImages(ServiceProvider):
     """`ImageProvider` for a local or remote SD WebUI; `count` images as one batch."""
 
     name = "sdwebui"
+    repeatable_create = True  # a self-hosted WebUI: creating again is free (ImageProviderFacts)
     malformed_hint = "check SDWEBUI_BASE_URL and that the WebUI runs with --api"
 
     def __init__(self, ctx: ProviderContext) -> None:

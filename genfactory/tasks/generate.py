@@ -19,7 +19,7 @@ from genfactory.config import Settings
 from genfactory.errors import ImageRejected, JobStopped, MalformedResponse
 from genfactory.media import extension_for, sniff_media_type
 from genfactory.providers.base import GeneratedImage, GenerationRequest, PromptRequest
-from genfactory.providers.registry import REPEATABLE_IMAGE_PROVIDERS
+from genfactory.providers.registry import images_per_slot, repeatable_create
 from genfactory.statuses import OPEN_IMAGE_STATUSES, ImageStatus, SlotStatus
 from genfactory.storage import repository
 from genfactory.storage.repository import SlotRecord
@@ -55,7 +55,7 @@ def generate_slot(execution_id: int, slot_id: int, slot: int) -> list[int]:
     if (
         record.status == SlotStatus.GENERATING
         and not record.provider_task_id
-        and settings.providers.image not in REPEATABLE_IMAGE_PROVIDERS
+        and not repeatable_create(settings)
     ):
         message = (
             f"a paid create at {settings.providers.image} may have been sent before the job was "
@@ -89,7 +89,7 @@ def generate_slot(execution_id: int, slot_id: int, slot: int) -> list[int]:
                 aspect_ratio=record.aspect_ratio,
                 width=record.width,
                 height=record.height,
-                count=settings.images_per_slot,
+                count=images_per_slot(settings),
                 seed=seed,
                 negative_prompt=settings.prompts.negative_prompt,
                 resume_task_id=record.provider_task_id,
@@ -99,7 +99,7 @@ def generate_slot(execution_id: int, slot_id: int, slot: int) -> list[int]:
                 ),
             )
             with timed() as t:
-                result = runtime.provider("image").generate(request)
+                result = runtime.providers.image.generate(request)
             if not result.images:
                 raise MalformedResponse(
                     f"{settings.providers.image} returned no image",
@@ -144,7 +144,7 @@ def _open_image_ids(execution_id: int, slot: int) -> list[int]:
 
 def _make_prompt(runtime: JobRuntime, slot: SlotRecord) -> str:
     with timed() as t:
-        prompt: str = runtime.provider("prompt").make_prompt(
+        prompt: str = runtime.providers.prompt.make_prompt(
             PromptRequest(
                 system_prompt=slot.system_prompt,
                 keyword=slot.keyword,

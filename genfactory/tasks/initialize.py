@@ -19,9 +19,13 @@ from genfactory.config import Credentials, Settings, parse_image_size, validate_
 from genfactory.engine.recovery import recover_stale_executions, this_worker
 from genfactory.errors import UserError
 from genfactory.logs import open_job_log, register_secrets
-from genfactory.providers.local_prompt import check_direct_template
 from genfactory.providers.local_qc import start_warnings
-from genfactory.providers.registry import check_credentials
+from genfactory.providers.registry import (
+    check_credentials,
+    check_prompt_template,
+    fixed_long_side,
+    images_per_slot,
+)
 from genfactory.statuses import FINAL_SLOT_STATUSES, JobStatus
 from genfactory.storage import repository
 from genfactory.storage.db import data_dir
@@ -66,8 +70,9 @@ def slot_size(settings: Settings, slot: int, aspect_ratio: str) -> tuple[int, in
     """Pixel size of a slot: from its aspect ratio, or the cycled image size as given."""
     sizes = settings.generation.image_sizes
     width, height = parse_image_size(sizes[slot % len(sizes)])
-    if settings.providers.image == "local":
-        return prompting.size_for(aspect_ratio, settings.generation.local_long_side)
+    long_side = fixed_long_side(settings)
+    if long_side is not None:
+        return prompting.size_for(aspect_ratio, long_side)
     if settings.generation.size_from_aspect_ratio:
         return prompting.size_for(aspect_ratio, max(width, height))
     return width, height
@@ -117,8 +122,7 @@ def _keyword_plans(settings: Settings) -> list[prompting.SlotPlan]:
         )
     source = prompting.read_keywords(Path(settings.job.keywords_file).expanduser())
     template = prompting.load_template(settings.prompts.template, settings.providers.prompt)
-    if settings.providers.prompt == "local":
-        check_direct_template(template, settings.prompts.template)
+    check_prompt_template(settings, template)
     return prompting.plan_slots(
         source,
         template,
@@ -205,7 +209,7 @@ def initialize_job(
     runtime = start_runtime(execution.id, resolved, credentials)
     runtime.log_handler = open_job_log(log_path, debug=resolved.job.debug)
     log_step(
-        f"job {execution.id} '{label}': {len(slot_ids)} slots x {resolved.images_per_slot} "
+        f"job {execution.id} '{label}': {len(slot_ids)} slots x {images_per_slot(resolved)} "
         f"images, providers {resolved.providers.model_dump()}, pid {os.getpid()}",
         step="initialize",
         execution_id=execution.id,

@@ -19,6 +19,7 @@ import contextlib
 import threading
 from collections.abc import Iterator
 
+from genfactory import services
 from genfactory.config import Settings
 from genfactory.providers.base import Limiter, LocalLimiter
 
@@ -30,12 +31,14 @@ def limit_name(service: str) -> str:
 
 
 def service_caps(settings: Settings) -> dict[str, int]:
-    """service -> cap, from the integer fields of `[concurrency]`."""
-    return {
-        name: value
-        for name, value in settings.concurrency.model_dump().items()
-        if isinstance(value, int) and not isinstance(value, bool)
-    }
+    """service -> cap: `concurrency.<service>` for every capped service of the table (its
+    default for an entry registered after the settings models were built)."""
+    caps = {}
+    for spec in services.capped():
+        cap = settings.concurrency.cap(spec.name) or spec.concurrency
+        if cap is not None:
+            caps[spec.name] = cap
+    return caps
 
 
 class PrefectLimiter:

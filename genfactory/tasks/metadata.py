@@ -37,7 +37,7 @@ def describe(runtime: JobRuntime, image: ImageRecord) -> ImageRecord:
             with runtime.guard():
                 if settings.providers.metadata == "openai":
                     runtime.check_budget({"openai": {"vision_calls": 1}})
-                metadata = runtime.provider("metadata").describe(request).as_dict()
+                metadata = runtime.providers.metadata.describe(request).as_dict()
         if metadata:
             metadata = _stock_ready(metadata, image)
             if metadata != image.image_metadata:

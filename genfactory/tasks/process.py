@@ -134,7 +134,7 @@ def _remove_background(runtime: JobRuntime, prepared: bytes) -> tuple[bytes | No
         with runtime.guard():
             if runtime.settings.providers.background == "removebg":
                 runtime.check_budget({"removebg": {"images": 1, "credits": 1}})
-            result = runtime.provider("background").remove_background(
+            result = runtime.providers.background.remove_background(
                 ImageInput(data=prepared, media_type="image/png")
             )
     except JobFatalError:

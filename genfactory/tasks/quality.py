@@ -25,13 +25,14 @@ def check_quality(runtime: JobRuntime, image: ImageRecord) -> ImageRecord:
         prompt=image.generation_prompt,
         aspect_ratio=image.aspect_ratio,
     )
-    provider = runtime.provider("qc")
+    provider = runtime.providers.qc
+    combined = runtime.providers.qc_metadata if settings.metadata.combined_with_qc else None
     metadata = None
     with runtime.guard(), timed() as t:
         if settings.providers.qc == "openai":
             runtime.check_budget({"openai": {"vision_calls": 1}})
-        if settings.metadata.combined_with_qc and hasattr(provider, "check_and_describe"):
-            verdict, metadata = provider.check_and_describe(request, image.keyword or "")
+        if combined is not None:
+            verdict, metadata = combined.check_and_describe(request, image.keyword or "")
         else:
             verdict = provider.check(request)
     fields = {"image_index": image.image_index, "slot": image.slot, "duration_ms": t["ms"]}

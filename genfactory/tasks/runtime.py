@@ -15,14 +15,13 @@ import logging
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 from genfactory import pricing
 from genfactory.config import Credentials, Settings, validate_settings
 from genfactory.errors import BudgetExceeded, JobFatalError, JobStopped
 from genfactory.logs import register_secrets
 from genfactory.providers.base import Usage
-from genfactory.providers.registry import ProviderContext, build_provider
+from genfactory.providers.registry import ProviderContext, ProviderSet
 from genfactory.statuses import JobStatus
 from genfactory.storage import repository
 from genfactory.tasks import imaging
@@ -36,8 +35,8 @@ class JobRuntime:
     execution_id: int
     settings: Settings
     context: ProviderContext
-    _providers: dict[str, Any] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    #: The job's providers, typed by role, each built on first use.
+    providers: ProviderSet = field(init=False)
     #: Why the job must not start more work (bad key, no credits, a stop request), or None.
     stop_reason: str | None = None
     #: True when the stop came from the user (jobs stop, Ctrl-C, UI cancel): the job ends
@@ -49,12 +48,8 @@ class JobRuntime:
     #: What earlier runs of this execution (before a resume) had spent, from the store.
     usage_before: dict[str, dict[str, float]] = field(default_factory=dict)
 
-    def provider(self, role: str) -> Any:
-        """The job's provider for `role`, built on first use."""
-        with self._lock:
-            if role not in self._providers:
-                self._providers[role] = build_provider(role, self.context)
-            return self._providers[role]
+    def __post_init__(self) -> None:
+        self.providers = ProviderSet(self.context)
 
     def stop(self, reason: str, *, by_user: bool = False) -> None:
         if self.stop_reason is None:
@@ -113,12 +108,7 @@ class JobRuntime:
                 self._flushed = now
 
     def close(self) -> None:
-        with self._lock:
-            for provider in self._providers.values():
-                close = getattr(provider, "close", None)
-                if callable(close):
-                    close()
-            self._providers.clear()
+        self.providers.close()
 
 
 _runtimes: dict[int, JobRuntime] = {}

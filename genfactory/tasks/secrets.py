@@ -11,41 +11,30 @@ import logging
 from typing import Any
 
 from genfactory.config import Credentials, Settings
-from genfactory.providers.registry import required_keys
+from genfactory.providers.registry import needed_services
 from genfactory.tasks.limits import prefect_server_configured
 
 logger = logging.getLogger("genfactory.secrets")
 
-#: Credentials field -> Prefect Secret block name.
-SECRET_BLOCKS = {
-    "piapi_api_key": "genfactory-piapi-api-key",
-    "openai_api_key": "genfactory-openai-api-key",
-    "remove_bg_api_key": "genfactory-remove-bg-api-key",
-    "runware_api_key": "genfactory-runware-api-key",
-}
-
 
 def needed_keys(settings: Settings) -> set[str]:
     """Credentials fields the configured providers need."""
-    return {field for field, _env in required_keys(settings).values()}
+    return {spec.key_field for spec in needed_services(settings) if spec.key_field}
 
 
 def load_credentials(settings: Settings) -> Credentials:
-    """Environment first; a needed key missing there is looked up as a Prefect Secret block."""
+    """Environment first; a needed key missing there is looked up in its service's Prefect
+    Secret block (`ServiceSpec.secret_block`)."""
     credentials = Credentials.from_env()
-    missing = [f for f in needed_keys(settings) if getattr(credentials, f) is None]
-    if not missing:
-        return credentials
-    values = {
-        f: getattr(credentials, f).get_secret_value()
-        for f in Credentials.model_fields
-        if getattr(credentials, f) is not None
-    }
-    for field in missing:
-        value = _load_block(SECRET_BLOCKS[field])
+    found: dict[str, str] = {}
+    for spec in needed_services(settings):
+        field = spec.key_field
+        if field is None or field in found or getattr(credentials, field) is not None:
+            continue
+        value = _load_block(spec.secret_block) if spec.secret_block else None
         if value:
-            values[field] = value
-    return Credentials.model_validate(values)
+            found[field] = value
+    return credentials.with_keys(**found) if found else credentials
 
 
 def _load_block(name: str) -> str | None:

@@ -1,0 +1,166 @@
+"""The options of each service (base URL, models ...), the concurrency caps and the prices.
+
+`[concurrency]` has one cap per service of the table (`genfactory.services`) with a concurrency
+default, named after the service, and `scope`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import Field, create_model
+
+from genfactory import services
+from genfactory.config.sections import _Section
+from genfactory.config.values import StrList
+
+
+class OpenAISection(_Section):
+    base_url: str = Field("https://api.openai.com/v1", description="Env OPENAI_BASE_URL.")
+    model: str = "gpt-4o"
+    vision_model: str | None = Field(None, description="Default: model.")
+    image_model: str = "gpt-image-1"
+    image_quality: str = Field("auto", description="gpt-image-1: low|medium|high|auto.")
+    temperature: float = Field(0.7, ge=0, le=2)
+    max_attempts: int = Field(
+        3,
+        ge=1,
+        le=10,
+        description="Calls in all per image and step when answers are malformed (the re-ask "
+        "policy); malformed bodies are not also retried by the HTTP layer.",
+    )
+
+
+class PiAPISection(_Section):
+    base_url: str = Field("https://api.piapi.ai", description="Env PIAPI_BASE_URL.")
+    create_path: str = "/api/v1/task"
+    poll_path: str = "/api/v1/task/{task_id}"
+    model: str = "midjourney"
+    task_type: str = "imagine"
+    auth_header: str = "X-API-Key"
+    output_fields: Annotated[list[str], StrList] = Field(
+        default_factory=lambda: ["temporary_image_urls", "image_urls", "image_url"],
+        description="Where images are found in data.output, in order of preference.",
+    )
+
+
+class RunwareSection(_Section):
+    base_url: str = Field("https://api.runware.ai/v1", description="Env RUNWARE_BASE_URL.")
+    model: str = "runware:100@1"
+    steps: int | None = Field(None, ge=1, le=100)
+    output_type: Literal["URL", "base64Data"] = "URL"
+    output_format: Literal["PNG", "JPG", "WEBP"] = "PNG"
+
+
+class SDWebUISection(_Section):
+    base_url: str = Field("http://127.0.0.1:7860", description="Env SDWEBUI_BASE_URL.")
+    steps: int = Field(30, ge=1, le=150)
+    sampler: str = "Euler a"
+    cfg_scale: float = Field(7.0, ge=1, le=30)
+
+
+class RemoveBGSection(_Section):
+    base_url: str = Field("https://api.remove.bg", description="Env REMOVE_BG_BASE_URL.")
+
+
+#: Where the caps hold (`concurrency.scope`).
+Scope = Literal["process", "prefect", "auto"]
+
+
+class _Concurrency(_Section):
+    """In-flight calls per service, across all slots of a job."""
+
+    def cap(self, service: str) -> int | None:
+        """`concurrency.<service>`, or None for a service without a cap setting."""
+        value = getattr(self, service, None)
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _concurrency_fields() -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        spec.name: (int, Field(spec.concurrency, ge=1, le=64)) for spec in services.capped()
+    }
+    fields["scope"] = (
+        Scope,
+        Field(
+            "process",
+            description="Where the caps hold: process = this process (fast; one machine), "
+            "prefect = Prefect global concurrency limits across workers and jobs (each acquire "
+            "costs 0.1-5 s on a busy server), auto = prefect when PREFECT_API_URL is set.",
+        ),
+    )
+    return fields
+
+
+if TYPE_CHECKING:
+
+    class ConcurrencySection(_Concurrency):
+        scope: Scope
+
+else:
+    ConcurrencySection = create_model(
+        "ConcurrencySection",
+        __base__=_Concurrency,
+        __module__=__name__,
+        __doc__=_Concurrency.__doc__,
+        **_concurrency_fields(),
+    )
+
+
+class PricingSection(_Section):
+    """Prices in USD for cost estimates (`--dry-run`, `jobs show`, `job.max_cost`).
+
+    Defaults as published, retrieved 2026-12-01; prices change: edit them for your plan.
+    """
+
+    piapi_relax_per_task: float = Field(
+        0.015,
+        ge=0,
+        description="Midjourney imagine task (4 images), relax mode; PAYG rate of "
+        "Midjourney task APIs (PiAPI successors' pricing table, 2026-12-01).",
+    )
+    piapi_fast_per_task: float = Field(0.04, ge=0, description="Same, fast mode.")
+    piapi_turbo_per_task: float = Field(0.108, ge=0, description="Same, turbo mode.")
+    runware_per_image: float = Field(
+        0.0013,
+        ge=0,
+        description="Runware image, FLUX.1 schnell (runware:100@1), runware.ai/pricing; "
+        "the cost Runware reports per image is used when it reports one.",
+    )
+    openai_image_per_image: float = Field(
+        0.042,
+        ge=0,
+        description="OpenAI Images gpt-image-1 medium 1024x1024 (openai.com/api/pricing); "
+        "dall-e-3 standard is 0.04.",
+    )
+    openai_image_output_per_million: float = Field(
+        40.0, ge=0, description="gpt-image-1 image output tokens, per 1M (for actual usage)."
+    )
+    openai_input_per_million: float = Field(
+        2.5, ge=0, description="Chat/vision input tokens per 1M: gpt-4o (openai.com/api/pricing)."
+    )
+    openai_output_per_million: float = Field(
+        10.0, ge=0, description="Chat/vision output tokens per 1M: gpt-4o."
+    )
+    openai_vision_input_tokens: int = Field(
+        1200,
+        ge=0,
+        description="Estimated input tokens of one vision call (a 1024 px image in high "
+        "detail is 765 tokens, plus the instructions).",
+    )
+    openai_vision_output_tokens: int = Field(
+        300, ge=0, description="Estimated output tokens of one vision call."
+    )
+    openai_prompt_input_tokens: int = Field(
+        600, ge=0, description="Estimated input tokens of one prompt-writing call."
+    )
+    openai_prompt_output_tokens: int = Field(
+        120, ge=0, description="Estimated output tokens of one prompt-writing call."
+    )
+    removebg_per_credit: float = Field(
+        0.20,
+        ge=0,
+        description="remove.bg credit, pay-as-you-go (remove.bg/pricing); 1 credit per image, "
+        "1/4 for the preview size.",
+    )
+    sdwebui_per_image: float = Field(0.0, ge=0, description="Your own SD WebUI: free.")
