@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import pytest
 from sqlalchemy import inspect, text
@@ -176,3 +177,16 @@ def test_a_key_error_inside_a_command_is_no_user_error(monkeypatch: pytest.Monke
     monkeypatch.setattr(repository, "get_execution", original)
     result = CliRunner().invoke(app, ["jobs", "show", "404"])
     assert result.exit_code == 2 and "job 404 does not exist" in result.output
+
+
+def test_a_repository_over_its_own_engine_needs_no_environment(tmp_path: Path) -> None:
+    from genfactory.storage.db import create_store_engine, upgrade
+    from genfactory.storage.repository import Repository
+
+    engine = create_store_engine(f"sqlite:///{tmp_path / 'own.sqlite3'}")
+    upgrade(engine)
+    store = Repository.over_engine(engine)
+    job = store.create_execution(label="own", settings_snapshot={}, output_dir="/o", temp_dir="/t")
+    assert [e.id for e in store.list_executions()] == [job.id]
+    assert repository.list_executions() == []  # the configured store saw nothing
+    engine.dispose()

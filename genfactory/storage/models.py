@@ -56,6 +56,16 @@ class Base(DeclarativeBase):
         """Every column of the row by attribute name (the record's fields), e.g. for JSON."""
         return {key: getattr(self, key) for key in column_keys(type(self))}
 
+    def __eq__(self, other: object) -> bool:
+        """Records compare by value, like the dataclasses they replace (the ORM itself tracks
+        instances by identity, never by `==`)."""
+        if not isinstance(other, Base):
+            return NotImplemented
+        return type(self) is type(other) and self.as_dict() == other.as_dict()
+
+    #: By identity: a record holds dicts, so no value hash (the old records had none either).
+    __hash__ = object.__hash__
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(id={getattr(self, 'id', None)!r})"
 

@@ -58,21 +58,22 @@ class Repository(Jobs, Slots, Images, Queue):
         return cls.over_engine(get_engine(url))
 
 
-_defaults: dict[int, tuple[Engine, Repository]] = {}
-_defaults_lock = threading.Lock()
+_default: tuple[Engine, Repository] | None = None
+_default_lock = threading.Lock()
 
 
 def default_repository() -> Repository:
-    """The repository over the configured store (resolved again on every call: the engine
-    is cached per URL by `db.get_engine`, the repository per engine)."""
+    """The repository over the configured store, resolved again on every call (the engine
+    is cached per URL by `db.get_engine`; the repository of the last engine is kept)."""
+    global _default
     engine = get_engine()
-    cached = _defaults.get(id(engine))
+    cached = _default
     if cached is not None and cached[0] is engine:
         return cached[1]
-    with _defaults_lock:
-        repository = Repository.over_engine(engine)
-        _defaults[id(engine)] = (engine, repository)
-        return repository
+    with _default_lock:
+        if _default is None or _default[0] is not engine:
+            _default = (engine, Repository.over_engine(engine))
+        return _default[1]
 
 
 P = ParamSpec("P")
