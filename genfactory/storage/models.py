@@ -13,6 +13,7 @@ repository method (`status` by a transition, `attempts` by `count_attempt`, `his
 
 from __future__ import annotations
 
+import functools
 import uuid
 from datetime import UTC, datetime
 from typing import Any, ClassVar, TypeAlias
@@ -70,6 +71,7 @@ class Base(DeclarativeBase):
         return f"{type(self).__name__}(id={getattr(self, 'id', None)!r})"
 
 
+@functools.cache
 def column_keys(model: type[Base]) -> tuple[str, ...]:
     """The attribute names of a model's columns, in table order."""
     return tuple(attr.key for attr in sa_inspect(model).column_attrs)
