@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import Select, select, text
 
 from genfactory.statuses import (
     IMAGE_TRANSITIONS,
@@ -24,6 +24,19 @@ IMAGE_FIELDS = updatable(GeneratedImage)
 #: Held while approving on PostgreSQL, so near-duplicate twins approved by two processes at
 #: once are judged one after the other (SQLite's BEGIN IMMEDIATE serialises writers already).
 _PG_APPROVAL_LOCK = 7_311_043
+
+
+def _approved_hashes(execution_id: int | None) -> Select[tuple[int, str | None]]:
+    """(id, hash) of the approved images with a hash, of one execution or all, oldest first."""
+    query = (
+        select(GeneratedImage.id, GeneratedImage.phash)
+        .where(GeneratedImage.phash.is_not(None))
+        .where(GeneratedImage.status == ImageStatus.APPROVED)
+        .order_by(GeneratedImage.updated_at, GeneratedImage.id)
+    )
+    if execution_id is not None:
+        query = query.where(GeneratedImage.execution_id == execution_id)
+    return query
 
 
 class Images(StoreBase):
@@ -175,15 +188,7 @@ class Images(StoreBase):
                 s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_APPROVAL_LOCK})
             duplicate_of = None
             if judge is not None:
-                query = (
-                    select(GeneratedImage.id, GeneratedImage.phash)
-                    .where(GeneratedImage.phash.is_not(None))
-                    .where(GeneratedImage.status == ImageStatus.APPROVED)
-                    .where(GeneratedImage.id != image_id)
-                    .order_by(GeneratedImage.updated_at, GeneratedImage.id)
-                )
-                if scope_execution_id is not None:
-                    query = query.where(GeneratedImage.execution_id == scope_execution_id)
+                query = _approved_hashes(scope_execution_id).where(GeneratedImage.id != image_id)
                 duplicate_of = judge([(other, str(h)) for other, h in s.execute(query)])
             if duplicate_of is not None:
                 values: dict[str, Any] = {"qc_reason": f"near-duplicate of {duplicate_of}"}
@@ -198,14 +203,7 @@ class Images(StoreBase):
         """(image id, perceptual hash) of approved images, of one execution or the whole
         store, oldest first."""
         with self._reading() as s:
-            query = (
-                select(GeneratedImage.id, GeneratedImage.phash)
-                .where(GeneratedImage.phash.is_not(None))
-                .where(GeneratedImage.status == ImageStatus.APPROVED)
-                .order_by(GeneratedImage.updated_at, GeneratedImage.id)
-            )
-            if execution_id is not None:
-                query = query.where(GeneratedImage.execution_id == execution_id)
+            query = _approved_hashes(execution_id)
             return [(image_id, str(phash)) for image_id, phash in s.execute(query)]
 
     def iter_images(
