@@ -90,10 +90,8 @@ def guarded(fn: Callable[[], T]) -> T:
     """Run `fn`, turning genfactory's user-facing errors into one line and exit code 2."""
     try:
         return fn()
-    except UserError as exc:
+    except UserError as exc:  # repository.NotFound too ("job 12 does not exist")
         raise fail(str(exc)) from None
-    except LookupError as exc:  # repository.NotFound
-        raise fail(str(exc).strip("'\"")) from None
     except GenfactoryError as exc:
         raise fail(str(exc), code=1) from None
 

@@ -63,7 +63,7 @@ def _flow_result(state: Any) -> Any:
         return state.result()
     except UserError as exc:
         raise fail(str(exc)) from None
-    except (GenfactoryError, LookupError) as exc:
+    except GenfactoryError as exc:
         raise fail(str(exc), code=1) from None
     except Exception as exc:
         raise fail(f"the flow failed: {exc or exc.__class__.__name__}", code=1) from None

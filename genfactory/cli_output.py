@@ -12,6 +12,8 @@ from typing import Any
 
 def plain(value: Any) -> Any:
     """Records, dicts, lists, times and paths as JSON-ready values."""
+    if callable(getattr(value, "as_dict", None)):  # a store record (genfactory.storage.models)
+        return plain(value.as_dict())
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, dict):

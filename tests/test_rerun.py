@@ -104,7 +104,7 @@ def test_a_bulk_a_killed_worker_left_continues_with_the_job_it_ran_and_the_rest(
 
 def test_a_rerun_of_an_unknown_job_or_with_a_bad_setting_queues_nothing(tmp_path: Path) -> None:
     sources = _jobs(tmp_path, 1)
-    with pytest.raises(LookupError, match="job 999 does not exist"):
+    with pytest.raises(repository.NotFound, match="job 999 does not exist"):
         queue_reruns([sources[0], 999])
     with pytest.raises(UserError, match="jpg_quality"):
         queue_reruns(sources, {"processing.jpg_quality": 0})

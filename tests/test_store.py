@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import pytest
 from sqlalchemy import inspect, text
@@ -53,7 +54,8 @@ def _hammer(threads: int = 16, images_each: int = 15) -> int:
 
 def test_migrations_create_the_spec_tables() -> None:
     tables = set(inspect(get_engine()).get_table_names())
-    assert {"job_configurations", "job_executions", "generated_images", "alembic_version"} <= tables
+    assert {"job_executions", "generated_images", "alembic_version"} <= tables
+    assert "job_configurations" not in tables  # never read; dropped by migration 0004
     columns = {c["name"] for c in inspect(get_engine()).get_columns("generated_images")}
     for name in (
         "image_mapping_id",
@@ -98,9 +100,16 @@ def test_deleting_an_execution_cascades_to_its_images() -> None:
     assert repository.list_images(execution_id=execution.id) == []
 
 
-def test_each_execution_gets_its_own_configuration_row() -> None:
-    a, b = _execution(), _execution()
-    assert a.configuration_id != b.configuration_id
+def test_executions_with_one_label_keep_their_own_settings() -> None:
+    # SPEC §11: jobs with one label shared one configuration row and overwrote each other's.
+    a = repository.create_execution(
+        label="same", settings_snapshot={"job": {"count": 1}}, output_dir="/o", temp_dir="/t"
+    )
+    b = repository.create_execution(
+        label="same", settings_snapshot={"job": {"count": 2}}, output_dir="/o", temp_dir="/t"
+    )
+    assert repository.get_execution(a.id).settings_snapshot == {"job": {"count": 1}}
+    assert repository.get_execution(b.id).settings_snapshot == {"job": {"count": 2}}
 
 
 def test_finish_without_approved_images_is_failed() -> None:
@@ -139,3 +148,45 @@ def test_postgres_store_same_code(postgres_store: str) -> None:
     _hammer(threads=8, images_each=10)
     with get_engine().connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM generated_images")).scalar() == 80
+
+
+def test_not_found_is_a_user_error_and_no_lookup_error() -> None:
+    from genfactory.errors import UserError
+
+    with pytest.raises(repository.NotFound, match="job 404 does not exist") as caught:
+        repository.get_execution(404)
+    assert isinstance(caught.value, UserError) and not isinstance(caught.value, LookupError)
+
+
+def test_a_key_error_inside_a_command_is_no_user_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A bug (a KeyError) must not pass for a user mistake: no "error: ..." line and exit 2.
+    from typer.testing import CliRunner
+
+    from genfactory.cli import app
+
+    job = _execution()
+    original = repository.get_execution
+
+    def broken(execution_id: int) -> repository.ExecutionRecord:
+        raise KeyError("usage")
+
+    monkeypatch.setattr(repository, "get_execution", broken)
+    result = CliRunner().invoke(app, ["jobs", "show", str(job.id)])
+    assert result.exit_code != 2
+    assert isinstance(result.exception, KeyError)
+    monkeypatch.setattr(repository, "get_execution", original)
+    result = CliRunner().invoke(app, ["jobs", "show", "404"])
+    assert result.exit_code == 2 and "job 404 does not exist" in result.output
+
+
+def test_a_repository_over_its_own_engine_needs_no_environment(tmp_path: Path) -> None:
+    from genfactory.storage.db import create_store_engine, upgrade
+    from genfactory.storage.repository import Repository
+
+    engine = create_store_engine(f"sqlite:///{tmp_path / 'own.sqlite3'}")
+    upgrade(engine)
+    store = Repository.over_engine(engine)
+    job = store.create_execution(label="own", settings_snapshot={}, output_dir="/o", temp_dir="/t")
+    assert [e.id for e in store.list_executions()] == [job.id]
+    assert repository.list_executions() == []  # the configured store saw nothing
+    engine.dispose()

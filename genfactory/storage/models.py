@@ -1,17 +1,28 @@
-"""The results store schema (SPEC §7): SQLAlchemy 2 typed models.
+"""The results store schema (SPEC §7): SQLAlchemy 2 typed models, written once.
 
-Statuses are stored as strings (see `genfactory.statuses`) so new statuses need no migration.
-Any change here needs an Alembic revision in `storage/migrations/versions/`.
+The models are also the records callers get back: the repository hands out detached
+instances (`ExecutionRecord` is `JobExecution`...), read as `record.field`. Statuses are
+stored as strings (see `genfactory.statuses`) so new statuses need no migration. Any change
+here needs an Alembic revision in `storage/migrations/versions/`; tests/test_schema.py fails
+when the migrations and these models disagree.
+
+Columns marked `info=FIXED` are written when their row is created, or only by their own
+repository method (`status` by a transition, `attempts` by `count_attempt`, `history` by
+`add_image_history`): the `update_*` allow-lists are the other columns (`updatable`).
 """
 
 from __future__ import annotations
 
+import functools
 import uuid
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeAlias
 
 from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
 
 
 def utcnow() -> datetime:
@@ -22,45 +33,83 @@ def new_mapping_id() -> str:
     return uuid.uuid4().hex
 
 
+#: Column info of a column `update_image` / `update_slot` may not set (see the module doc).
+FIXED: dict[str, Any] = {"fixed": True}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """`DateTime(timezone=True)` that always reads back an aware UTC time (SQLite hands back
+    naive datetimes; every time in the store is UTC)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
 class Base(DeclarativeBase):
     type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, list[Any]: JSON}
 
+    def as_dict(self) -> dict[str, Any]:
+        """Every column of the row by attribute name (the record's fields), e.g. for JSON."""
+        return {key: getattr(self, key) for key in column_keys(type(self))}
 
-class JobConfiguration(Base):
-    __tablename__ = "job_configurations"
+    def __eq__(self, other: object) -> bool:
+        """Records compare by value, like the dataclasses they replace (the ORM itself tracks
+        instances by identity, never by `==`)."""
+        if not isinstance(other, Base):
+            return NotImplemented
+        return type(self) is type(other) and self.as_dict() == other.as_dict()
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(200))
-    settings: Mapped[dict[str, Any]] = mapped_column(JSON)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    #: By identity: a record holds dicts, so no value hash (the old records had none either).
+    __hash__ = object.__hash__
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(id={getattr(self, 'id', None)!r})"
+
+
+@functools.cache
+def column_keys(model: type[Base]) -> tuple[str, ...]:
+    """The attribute names of a model's columns, in table order."""
+    return tuple(attr.key for attr in sa_inspect(model).column_attrs)
+
+
+_TIMESTAMPS = frozenset({"created_at", "updated_at"})
+
+
+def updatable(model: type[Base]) -> frozenset[str]:
+    """The columns `update_*` may set: all but the primary key, the timestamps and those
+    marked `info=FIXED`."""
+    return frozenset(
+        attr.key
+        for attr in sa_inspect(model).column_attrs
+        if not attr.columns[0].primary_key
+        and attr.key not in _TIMESTAMPS
+        and not attr.columns[0].info.get("fixed")
     )
-
-    executions: Mapped[list[JobExecution]] = relationship(back_populates="configuration")
 
 
 class JobExecution(Base):
     __tablename__ = "job_executions"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    configuration_id: Mapped[int | None] = mapped_column(
-        ForeignKey("job_configurations.id", ondelete="SET NULL"), index=True
-    )
     #: The execution this one reran, when it is a rerun.
     rerun_of_id: Mapped[int | None] = mapped_column(
         ForeignKey("job_executions.id", ondelete="SET NULL")
     )
     label: Mapped[str] = mapped_column(String(200))
     status: Mapped[str] = mapped_column(String(20), index=True)
-    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     total_images: Mapped[int] = mapped_column(Integer, default=0)
     approved_images: Mapped[int] = mapped_column(Integer, default=0)
     qc_failed_images: Mapped[int] = mapped_column(Integer, default=0)
     failed_images: Mapped[int] = mapped_column(Integer, default=0)
     error_message: Mapped[str | None] = mapped_column(Text)
-    #: The settings as run, secrets removed (exports and reruns read this, never the config row).
+    #: The settings as run, secrets removed (exports and reruns read this).
     settings_snapshot: Mapped[dict[str, Any]] = mapped_column(JSON)
     flow_run_id: Mapped[str | None] = mapped_column(String(64), index=True)
     #: Host and process running the execution: a `running` row whose process is gone is stale.
@@ -72,19 +121,16 @@ class JobExecution(Base):
     temp_dir: Mapped[str | None] = mapped_column(Text)
     log_path: Mapped[str | None] = mapped_column(Text)
     #: Set by `genfactory jobs stop`, Ctrl-C or a cancel in the UI; the running job polls it.
-    stop_requested_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    stop_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     stop_reason: Mapped[str | None] = mapped_column(Text)
     #: Written by the running job every few seconds: a `running` row whose heartbeat is old
     #: belongs to a worker that died, on any host.
-    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     #: Every Prefect flow run that worked on this execution (the first run, then resumes).
     flow_run_ids: Mapped[list[Any] | None] = mapped_column(JSON)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=utcnow, onupdate=utcnow
-    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
-    configuration: Mapped[JobConfiguration | None] = relationship(back_populates="executions")
     slots: Mapped[list[GenerationSlot]] = relationship(
         back_populates="execution", cascade="all, delete-orphan", passive_deletes=True
     )
@@ -102,25 +148,25 @@ class GenerationSlot(Base):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    execution_id: Mapped[int] = mapped_column(ForeignKey("job_executions.id", ondelete="CASCADE"))
-    slot: Mapped[int] = mapped_column(Integer)
-    keyword: Mapped[str] = mapped_column(Text)
-    variables: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    aspect_ratio: Mapped[str] = mapped_column(String(20))
-    width: Mapped[int] = mapped_column(Integer)
-    height: Mapped[int] = mapped_column(Integer)
-    system_prompt: Mapped[str] = mapped_column(Text)
+    execution_id: Mapped[int] = mapped_column(
+        ForeignKey("job_executions.id", ondelete="CASCADE"), info=FIXED
+    )
+    slot: Mapped[int] = mapped_column(Integer, info=FIXED)
+    keyword: Mapped[str] = mapped_column(Text, info=FIXED)
+    variables: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, info=FIXED)
+    aspect_ratio: Mapped[str] = mapped_column(String(20), info=FIXED)
+    width: Mapped[int] = mapped_column(Integer, info=FIXED)
+    height: Mapped[int] = mapped_column(Integer, info=FIXED)
+    system_prompt: Mapped[str] = mapped_column(Text, info=FIXED)
     prompt: Mapped[str | None] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(20), info=FIXED)
     #: The provider's task id, recorded as soon as it exists, so a resume polls, not re-creates.
     provider_task_id: Mapped[str | None] = mapped_column(String(200))
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, info=FIXED)
     error: Mapped[str | None] = mapped_column(Text)
     error_code: Mapped[str | None] = mapped_column(String(50))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=utcnow, onupdate=utcnow
-    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
     execution: Mapped[JobExecution] = relationship(back_populates="slots")
 
@@ -134,15 +180,19 @@ class GeneratedImage(Base):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    image_mapping_id: Mapped[str] = mapped_column(String(64), unique=True, default=new_mapping_id)
-    execution_id: Mapped[int] = mapped_column(ForeignKey("job_executions.id", ondelete="CASCADE"))
-    slot: Mapped[int] = mapped_column(Integer)
-    image_index: Mapped[int] = mapped_column(Integer, default=0)
-    generation_prompt: Mapped[str] = mapped_column(Text)
-    keyword: Mapped[str | None] = mapped_column(Text)
-    aspect_ratio: Mapped[str | None] = mapped_column(String(20))
-    seed: Mapped[int | None] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(20), index=True)
+    image_mapping_id: Mapped[str] = mapped_column(
+        String(64), unique=True, default=new_mapping_id, info=FIXED
+    )
+    execution_id: Mapped[int] = mapped_column(
+        ForeignKey("job_executions.id", ondelete="CASCADE"), info=FIXED
+    )
+    slot: Mapped[int] = mapped_column(Integer, info=FIXED)
+    image_index: Mapped[int] = mapped_column(Integer, default=0, info=FIXED)
+    generation_prompt: Mapped[str] = mapped_column(Text, info=FIXED)
+    keyword: Mapped[str | None] = mapped_column(Text, info=FIXED)
+    aspect_ratio: Mapped[str | None] = mapped_column(String(20), info=FIXED)
+    seed: Mapped[int | None] = mapped_column(Integer, info=FIXED)
+    status: Mapped[str] = mapped_column(String(20), index=True, info=FIXED)
     qc_reason: Mapped[str | None] = mapped_column(Text)
     temp_image_path: Mapped[str | None] = mapped_column(Text)
     final_image_path: Mapped[str | None] = mapped_column(Text)
@@ -159,11 +209,9 @@ class GeneratedImage(Base):
     #: True when `genfactory images approve` overrode a qc_failed verdict.
     approved_by_hand: Mapped[bool | None] = mapped_column(Boolean)
     #: Every retry or manual approval: when, with which settings, how it ended.
-    history: Mapped[list[Any] | None] = mapped_column(JSON)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=utcnow, onupdate=utcnow
-    )
+    history: Mapped[list[Any] | None] = mapped_column(JSON, info=FIXED)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
     execution: Mapped[JobExecution] = relationship(back_populates="images")
 
@@ -195,6 +243,14 @@ class WorkItem(Base):
     worker_host: Mapped[str | None] = mapped_column(String(255))
     worker_pid: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+#: The records the repository hands out: detached instances of the models, read-only by
+#: convention (changing one changes nothing in the store).
+ExecutionRecord: TypeAlias = JobExecution
+SlotRecord: TypeAlias = GenerationSlot
+ImageRecord: TypeAlias = GeneratedImage
+WorkRecord: TypeAlias = WorkItem

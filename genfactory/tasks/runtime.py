@@ -47,6 +47,8 @@ class JobRuntime:
     _flush_lock: threading.Lock = field(default_factory=threading.Lock)
     #: What earlier runs of this execution (before a resume) had spent, from the store.
     usage_before: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: The store this job reads and writes (injectable; by default the configured one).
+    store: repository.Repository = field(default_factory=repository.default_repository)
 
     def __post_init__(self) -> None:
         self.providers = ProviderSet(self.context)
@@ -104,7 +106,7 @@ class JobRuntime:
                 if changed:
                     delta[service] = changed
             if delta:
-                repository.add_usage(self.execution_id, delta)
+                self.store.add_usage(self.execution_id, delta)
                 self._flushed = now
 
     def close(self) -> None:
@@ -129,7 +131,7 @@ def start_runtime(
         run_heavy=imaging.run_in_pool,
     )
     runtime = JobRuntime(execution_id=execution_id, settings=settings, context=context)
-    runtime.usage_before = repository.get_execution(execution_id).usage or {}
+    runtime.usage_before = runtime.store.get_execution(execution_id).usage or {}
     with _registry_lock:
         _runtimes[execution_id] = runtime
     return runtime

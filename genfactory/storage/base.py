@@ -1,0 +1,190 @@
+"""What every part of the repository shares: its sessions, its two errors, and the row
+helpers (one row by id, a row as a record, the compare-and-set of a status).
+
+Transactions are short (one `with self._writing() as s` each) so many concurrent slots can
+write to SQLite without "database is locked".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar, cast
+
+from sqlalchemy import ColumnElement, Engine, RowMapping, Table, select, update
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.orm import Session, sessionmaker
+
+from genfactory.errors import UserError
+from genfactory.statuses import allowed
+from genfactory.storage.models import Base, column_keys
+
+M = TypeVar("M", bound=Base)
+
+
+class NotFound(UserError):
+    """No row with that id ("job 12 does not exist"): the user named something not there."""
+
+    code = "not_found"
+
+
+class TransitionError(RuntimeError):
+    """A status change the state machine refuses, or one whose row was not in the expected
+    status (another process changed it first)."""
+
+
+S = TypeVar("S", bound="StoreBase")
+
+
+class StoreBase:
+    """Sessions over one store. `writes` opens write transactions (BEGIN IMMEDIATE on
+    SQLite: writers queue up front); `reads` read transactions (a plain BEGIN on SQLite, so
+    readers never wait for the write lock; WAL lets them read beside a writer)."""
+
+    def __init__(
+        self, writes: sessionmaker[Session], reads: sessionmaker[Session] | None = None
+    ) -> None:
+        self._writes = writes
+        if reads is None:
+            bind = writes.kw.get("bind")
+            if not isinstance(bind, Engine):
+                raise TypeError("a session factory bound to an Engine is needed")
+            reads = sessionmaker(
+                bind.execution_options(genfactory_read_only=True), expire_on_commit=False
+            )
+        self._reads = reads
+
+    @classmethod
+    def over_engine(cls: type[S], engine: Engine) -> S:
+        """A repository over `engine` (already migrated: see `db.upgrade`)."""
+        return cls(sessionmaker(engine, expire_on_commit=False))
+
+    @contextmanager
+    def _writing(self) -> Iterator[Session]:
+        """A short write transaction."""
+        with self._writes() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def _reading(self) -> Iterator[Session]:
+        """A short read transaction."""
+        with self._reads() as session, session.begin():
+            yield session
+
+
+def get_row(session: Session, model: type[M], row_id: int, what: str) -> M:
+    """The row `row_id` of `model`, loaded in `session`; NotFound names it as `what`."""
+    row = session.get(model, row_id)
+    if row is None:
+        raise NotFound(f"{what} {row_id} does not exist")
+    return row
+
+
+_LABELLED: dict[type[Base], tuple[ColumnElement[Any], ...]] = {}
+_NAMES: dict[type[Base], dict[str, str]] = {}
+
+
+def column_names(model: type[Base]) -> dict[str, str]:
+    """Attribute name -> column name (`image_metadata` is stored as `metadata`)."""
+    if model not in _NAMES:
+        _NAMES[model] = {a.key: a.columns[0].name for a in sa_inspect(model).column_attrs}
+    return _NAMES[model]
+
+
+def labelled_columns(model: type[Base]) -> tuple[ColumnElement[Any], ...]:
+    """Every table column of `model`, labelled by attribute name."""
+    if model not in _LABELLED:
+        table = model.__table__
+        _LABELLED[model] = tuple(
+            table.c[name].label(key) for key, name in column_names(model).items()
+        )
+    return _LABELLED[model]
+
+
+def record_from_row(model: type[M], row: RowMapping) -> M:
+    """A record (a detached `model` instance) from a Core row labelled by attribute name."""
+    return model(**{key: row[key] for key in column_keys(model)})
+
+
+def fetch(session: Session, model: type[M], row_id: int, what: str) -> M:
+    """One row as a record, by a Core select on the session's connection: the hot path of
+    every step skips the ORM's per-statement work."""
+    table = model.__table__
+    row = (
+        session.connection()
+        .execute(select(*labelled_columns(model)).where(table.c.id == row_id))
+        .first()
+    )
+    if row is None:
+        raise NotFound(f"{what} {row_id} does not exist")
+    return record_from_row(model, row._mapping)
+
+
+def _prepare_cas(
+    model: type[Base],
+    table: dict[Any, frozenset[Any]],
+    row_id: int,
+    expected: str | Collection[str],
+    new: str,
+    what: str,
+    values: dict[str, Any],
+) -> tuple[Any, set[str]]:
+    expected_set = {expected} if isinstance(expected, str) else set(expected)
+    for current in expected_set:
+        if not allowed(table, current, new):
+            raise TransitionError(f"{what} {row_id}: {current} -> {new} is not a status change")
+    rows = cast(Table, model.__table__)
+    names = column_names(model)
+    statement = (
+        update(rows)
+        .where(rows.c.id == row_id, rows.c.status.in_(expected_set))
+        .values({names[key]: value for key, value in {"status": new, **values}.items()})
+    )
+    return statement, expected_set
+
+
+def _refused(
+    session: Session, model: type[Base], row_id: int, expected: set[str], new: str, what: str
+) -> Exception:
+    rows = model.__table__
+    found = session.connection().execute(select(rows.c.status).where(rows.c.id == row_id)).scalar()
+    if found is None:
+        return NotFound(f"{what} {row_id} does not exist")
+    return TransitionError(
+        f"{what} {row_id} is {found}, expected {' or '.join(sorted(expected))} (to become {new})"
+    )
+
+
+def cas(
+    session: Session,
+    model: type[Base],
+    table: dict[Any, frozenset[Any]],
+    row_id: int,
+    expected: str | Collection[str],
+    new: str,
+    what: str,
+    values: dict[str, Any],
+) -> None:
+    """Compare-and-set one row's status: `UPDATE … WHERE id = ? AND status IN expected`;
+    TransitionError when the row was not `expected`, NotFound when there is no such row."""
+    statement, expected_set = _prepare_cas(model, table, row_id, expected, new, what, values)
+    if session.connection().execute(statement).rowcount != 1:
+        raise _refused(session, model, row_id, expected_set, new, what)
+
+
+def cas_returning(
+    session: Session,
+    model: type[M],
+    table: dict[Any, frozenset[Any]],
+    row_id: int,
+    expected: str | Collection[str],
+    new: str,
+    what: str,
+    values: dict[str, Any],
+) -> M:
+    """`cas`, returning the updated row as a record (UPDATE … RETURNING)."""
+    statement, expected_set = _prepare_cas(model, table, row_id, expected, new, what, values)
+    row = session.connection().execute(statement.returning(*labelled_columns(model))).first()
+    if row is None:
+        raise _refused(session, model, row_id, expected_set, new, what)
+    return record_from_row(model, row._mapping)

@@ -1,0 +1,236 @@
+"""Images: record a generation's images, change their status, approve with the
+near-duplicate check, list and export them, keep their history of attempts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterator, Sequence
+from typing import Any
+
+from sqlalchemy import Select, select, text
+
+from genfactory.statuses import (
+    IMAGE_TRANSITIONS,
+    OPEN_IMAGE_STATUSES,
+    SLOT_TRANSITIONS,
+    ImageStatus,
+    SlotStatus,
+)
+from genfactory.storage.base import StoreBase, cas, cas_returning, fetch, get_row
+from genfactory.storage.models import GeneratedImage, GenerationSlot, ImageRecord, updatable
+
+#: What `update_image` / `transition_image` may set (the status only by a transition).
+IMAGE_FIELDS = updatable(GeneratedImage)
+
+#: Held while approving on PostgreSQL, so near-duplicate twins approved by two processes at
+#: once are judged one after the other (SQLite's BEGIN IMMEDIATE serialises writers already).
+_PG_APPROVAL_LOCK = 7_311_043
+
+
+def _approved_hashes(execution_id: int | None) -> Select[tuple[int, str | None]]:
+    """(id, hash) of the approved images with a hash, of one execution or all, oldest first."""
+    query = (
+        select(GeneratedImage.id, GeneratedImage.phash)
+        .where(GeneratedImage.phash.is_not(None))
+        .where(GeneratedImage.status == ImageStatus.APPROVED)
+        .order_by(GeneratedImage.updated_at, GeneratedImage.id)
+    )
+    if execution_id is not None:
+        query = query.where(GeneratedImage.execution_id == execution_id)
+    return query
+
+
+class Images(StoreBase):
+    """The image queries of the repository."""
+
+    def add_image(
+        self,
+        /,
+        *,
+        execution_id: int,
+        slot: int,
+        image_index: int,
+        generation_prompt: str,
+        temp_image_path: str,
+        **fields: Any,
+    ) -> ImageRecord:
+        """Record one downloaded image, status `generated` (see `add_images`)."""
+        image = {
+            "image_index": image_index,
+            "generation_prompt": generation_prompt,
+            "temp_image_path": temp_image_path,
+            **fields,
+        }
+        return self.get_image(self.add_images(execution_id, slot, [image])[0])
+
+    def add_images(
+        self,
+        execution_id: int,
+        slot: int,
+        images: Sequence[dict[str, Any]],
+        *,
+        slot_id: int | None = None,
+        slot_fields: dict[str, Any] | None = None,
+    ) -> list[int]:
+        """Record all images of one generation in one transaction (all or none), status
+        `generated` unless a dict says otherwise; each dict holds the `add_image` fields. With
+        `slot_id`, the slot becomes `generated` in the same transaction. Returns the ids in
+        order."""
+        with self._writing() as s:
+            rows = [
+                GeneratedImage(
+                    execution_id=execution_id,
+                    slot=slot,
+                    **{"status": ImageStatus.GENERATED, **image},
+                )
+                for image in images
+            ]
+            s.add_all(rows)
+            s.flush()
+            if slot_id is not None:
+                cas(
+                    s,
+                    GenerationSlot,
+                    SLOT_TRANSITIONS,
+                    slot_id,
+                    SlotStatus.GENERATING,
+                    SlotStatus.GENERATED,
+                    "slot",
+                    {"error": None, "error_code": None, **(slot_fields or {})},
+                )
+            return [row.id for row in rows]
+
+    def get_image(self, image_id: int) -> ImageRecord:
+        with self._reading() as s:
+            return fetch(s, GeneratedImage, image_id, "image")
+
+    def list_images(
+        self,
+        *,
+        execution_id: int | None = None,
+        status: str | None = None,
+        slot: int | None = None,
+        limit: int | None = None,
+    ) -> list[ImageRecord]:
+        with self._reading() as s:
+            query = select(GeneratedImage).order_by(
+                GeneratedImage.execution_id, GeneratedImage.slot, GeneratedImage.image_index
+            )
+            if execution_id is not None:
+                query = query.where(GeneratedImage.execution_id == execution_id)
+            if status:
+                query = query.where(GeneratedImage.status == status)
+            if slot is not None:
+                query = query.where(GeneratedImage.slot == slot)
+            if limit:
+                query = query.limit(limit)
+            return list(s.scalars(query))
+
+    def update_image(self, /, image_id: int, **fields: Any) -> ImageRecord:
+        """Update an image row's data; only the fields the pipeline owns may change, and its
+        status only through `transition_image`."""
+        unknown = set(fields) - IMAGE_FIELDS - {"status"}
+        if unknown or "status" in fields:
+            raise ValueError(f"cannot update image fields {sorted(unknown or {'status'})}")
+        with self._writing() as s:
+            row = get_row(s, GeneratedImage, image_id, "image")
+            for key, value in fields.items():
+                setattr(row, key, value)
+            s.flush()
+            return row
+
+    def transition_image(
+        self, /, image_id: int, expected: str | Collection[str], new: ImageStatus, **fields: Any
+    ) -> ImageRecord:
+        """Change an image's status by compare-and-set (see `statuses.IMAGE_TRANSITIONS`), with
+        the data that goes with it; raises TransitionError when the image was not `expected`."""
+        unknown = set(fields) - IMAGE_FIELDS
+        if unknown:
+            raise ValueError(f"cannot update image fields {sorted(unknown)}")
+        with self._writing() as s:
+            return cas_returning(
+                s, GeneratedImage, IMAGE_TRANSITIONS, image_id, expected, new, "image", fields
+            )
+
+    def open_images(self, execution_id: int) -> list[ImageRecord]:
+        """Images of an execution the job engine has not finished (generated, qc_passed,
+        processed), in slot order."""
+        with self._reading() as s:
+            return list(
+                s.scalars(
+                    select(GeneratedImage)
+                    .where(
+                        GeneratedImage.execution_id == execution_id,
+                        GeneratedImage.status.in_(OPEN_IMAGE_STATUSES),
+                    )
+                    .order_by(GeneratedImage.slot, GeneratedImage.image_index)
+                )
+            )
+
+    def approve_image(
+        self,
+        /,
+        image_id: int,
+        judge: Callable[[list[tuple[int, str]]], int | None] | None,
+        scope_execution_id: int | None,
+        *,
+        expected: str = ImageStatus.PROCESSED,
+        rejected: ImageStatus = ImageStatus.QC_FAILED,
+        **fields: Any,
+    ) -> tuple[ImageRecord, int | None]:
+        """Approve a `processed` image (setting `fields`) unless `judge` finds it a
+        near-duplicate of an approved one (then `qc_failed`): (the image, the id it duplicates
+        or None). `judge` gets the (id, hash) of the approved images in scope. The check and
+        the approval are one transaction, serialised across processes (an advisory lock on
+        PostgreSQL, BEGIN IMMEDIATE on SQLite), so two near-twins approved at once cannot both
+        pass."""
+        with self._writing() as s:
+            if judge is not None and s.get_bind().dialect.name == "postgresql":
+                s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_APPROVAL_LOCK})
+            duplicate_of = None
+            if judge is not None:
+                query = _approved_hashes(scope_execution_id).where(GeneratedImage.id != image_id)
+                duplicate_of = judge([(other, str(h)) for other, h in s.execute(query)])
+            if duplicate_of is not None:
+                values: dict[str, Any] = {"qc_reason": f"near-duplicate of {duplicate_of}"}
+                new = rejected
+            else:
+                values = {"error": None, "error_code": None, **fields}
+                new = ImageStatus.APPROVED
+            cas(s, GeneratedImage, IMAGE_TRANSITIONS, image_id, expected, new, "image", values)
+            return get_row(s, GeneratedImage, image_id, "image"), duplicate_of
+
+    def approved_hashes(self, execution_id: int | None) -> list[tuple[int, str]]:
+        """(image id, perceptual hash) of approved images, of one execution or the whole
+        store, oldest first."""
+        with self._reading() as s:
+            query = _approved_hashes(execution_id)
+            return [(image_id, str(phash)) for image_id, phash in s.execute(query)]
+
+    def iter_images(
+        self, execution_id: int, *, status: str | None = None, batch: int = 500
+    ) -> Iterator[ImageRecord]:
+        """An execution's images in `list_images` order, read `batch` rows at a time, so an
+        export of a 10,000-image job holds one batch of rows, not all of them."""
+        offset = 0
+        while True:
+            with self._writing() as s:
+                query = (
+                    select(GeneratedImage)
+                    .where(GeneratedImage.execution_id == execution_id)
+                    .order_by(GeneratedImage.slot, GeneratedImage.image_index, GeneratedImage.id)
+                    .offset(offset)
+                    .limit(batch)
+                )
+                if status:
+                    query = query.where(GeneratedImage.status == status)
+                rows = list(s.scalars(query))
+            yield from rows
+            if len(rows) < batch:
+                return
+            offset += batch
+
+    def add_image_history(self, image_id: int, entry: dict[str, Any]) -> None:
+        """Append one attempt (retry or manual approval) to an image's history."""
+        with self._writing() as s:
+            row = get_row(s, GeneratedImage, image_id, "image")
+            row.history = [*(row.history or []), entry]
