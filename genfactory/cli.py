@@ -302,8 +302,8 @@ class _Interrupts:
         self.signals += 1
         name = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
         if self.signals == 1 and self.execution_id is not None:
+            from genfactory.engine.runtime import peek_runtime
             from genfactory.storage import repository
-            from genfactory.tasks.runtime import peek_runtime
 
             reason = f"stopped by {name}"
             runtime = peek_runtime(self.execution_id)
@@ -323,8 +323,8 @@ class _Interrupts:
         import multiprocessing
 
         if self.execution_id is not None:
+            from genfactory.engine.lifecycle import mark_stopped
             from genfactory.statuses import JobStatus
-            from genfactory.tasks.lifecycle import mark_stopped
 
             mark_stopped(
                 self.execution_id,
@@ -359,7 +359,7 @@ def _run_job(api_url: str | None, start: Callable[[Any], Any]) -> dict[str, Any]
     from prefect.exceptions import ExternalSignal
 
     from genfactory import flows
-    from genfactory.tasks import imaging
+    from genfactory.engine import pool
     from genfactory.tasks.finish import summarize
 
     columns = (
@@ -390,7 +390,7 @@ def _run_job(api_url: str | None, start: Callable[[Any], Any]) -> dict[str, Any]
             _say_signal_ended(interrupts.execution_id, exc)
         finally:
             events.unsubscribe(on_event)
-            imaging.shutdown_pool()
+            pool.shutdown_pool()
     if interrupts.execution_id is None:
         # The flow ended before the job existed: initialisation refused the input.
         try:
@@ -412,8 +412,8 @@ def _say_signal_ended(execution_id: int | None, exc: BaseException) -> None:
     name = "Ctrl-C" if isinstance(exc, KeyboardInterrupt) else "SIGTERM"
     if execution_id is None:
         raise fail(f"stopped by {name} before the job started; nothing was run", code=130)
+    from genfactory.engine.lifecycle import mark_stopped
     from genfactory.statuses import JobStatus
-    from genfactory.tasks.lifecycle import mark_stopped
 
     mark_stopped(
         execution_id,

@@ -55,10 +55,10 @@ def _start_prefect(verbose: bool) -> None:
 
 
 def _flow_result(state: Any) -> Any:
+    from genfactory.engine import pool
     from genfactory.errors import GenfactoryError, UserError
-    from genfactory.tasks import imaging
 
-    imaging.shutdown_pool()
+    pool.shutdown_pool()
     try:
         return state.result()
     except UserError as exc:

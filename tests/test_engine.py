@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from genfactory.config import Settings, load_settings
+from genfactory.engine.runtime import release_runtime, start_runtime
 from genfactory.flows import generate_job
 from genfactory.providers.local_qc import LocalQC
 from genfactory.statuses import (
@@ -26,7 +27,6 @@ from genfactory.statuses import (
 from genfactory.storage import repository
 from genfactory.storage.repository import TransitionError
 from genfactory.tasks import pipeline
-from genfactory.tasks.runtime import release_runtime, start_runtime
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 ROOT = Path(__file__).resolve().parent.parent

@@ -14,15 +14,15 @@ from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from genfactory.config import Settings, load_settings
+from genfactory.engine.artifacts import advance, start_progress
 from genfactory.engine.control import JobControl
+from genfactory.engine.lifecycle import execution_of_flow_run, mark_stopped
+from genfactory.engine.runtime import get_runtime
 from genfactory.errors import ConfigError
 from genfactory.statuses import JobStatus
 from genfactory.tasks.finish import finish_job
 from genfactory.tasks.initialize import JobPlan, default_label, initialize_job, resume_execution
-from genfactory.tasks.lifecycle import execution_of_flow_run, mark_stopped
 from genfactory.tasks.pipeline import reconcile, run_slot
-from genfactory.tasks.progress import advance, start_progress
-from genfactory.tasks.runtime import get_runtime
 
 RUN_PREFIX = "generate-job/"
 

@@ -8,10 +8,10 @@ from typing import Any
 
 from prefect import flow, task
 
+from genfactory.engine.queue import claim_batch
+from genfactory.engine.steps import TASK_OPTIONS, describe_error, scrub_errors
 from genfactory.flows.generate_job import _run as run_plan
-from genfactory.tasks.common import TASK_OPTIONS, describe_error, scrub_errors
 from genfactory.tasks.initialize import JobPlan
-from genfactory.tasks.queue import claim_batch
 from genfactory.tasks.rerun import end_rerun, queue_reruns, start_rerun
 
 

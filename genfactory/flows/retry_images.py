@@ -8,8 +8,8 @@ from typing import Any
 
 from prefect import flow, task
 
-from genfactory.tasks.common import TASK_OPTIONS, scrub_errors
-from genfactory.tasks.queue import claim_batch
+from genfactory.engine.queue import claim_batch
+from genfactory.engine.steps import TASK_OPTIONS, scrub_errors
 from genfactory.tasks.retry import queue_retries, retry_image
 
 

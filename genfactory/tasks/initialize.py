@@ -17,7 +17,11 @@ from pydantic import BaseModel
 from genfactory import image_folder, prompting
 from genfactory.config import Credentials, Settings, parse_image_size, validate_settings
 from genfactory.engine.recovery import recover_stale_executions, this_worker
+from genfactory.engine.runtime import start_runtime
+from genfactory.engine.secrets import load_credentials
+from genfactory.engine.steps import TASK_OPTIONS, log_step, scrub_errors
 from genfactory.errors import UserError
+from genfactory.files import safe_name
 from genfactory.logs import open_job_log, register_secrets
 from genfactory.providers.local_prompt import check_direct_template
 from genfactory.providers.local_qc import start_warnings
@@ -25,10 +29,6 @@ from genfactory.providers.registry import check_credentials
 from genfactory.statuses import FINAL_SLOT_STATUSES, JobStatus
 from genfactory.storage import repository
 from genfactory.storage.db import data_dir
-from genfactory.tasks.common import TASK_OPTIONS, log_step, scrub_errors
-from genfactory.tasks.files import safe_name
-from genfactory.tasks.runtime import start_runtime
-from genfactory.tasks.secrets import load_credentials
 
 
 class JobPlan(BaseModel):

@@ -10,15 +10,16 @@ from pathlib import Path
 from typing import Any
 
 from genfactory import stock
+from genfactory.engine import pool
+from genfactory.engine.runtime import JobRuntime
+from genfactory.engine.steps import log_step, timed
+from genfactory.files import link_no_clobber, remove_quietly, replace_with_link
 from genfactory.providers.base import ImageInput, MetadataRequest
 from genfactory.statuses import ImageStatus
 from genfactory.storage import repository
 from genfactory.storage.repository import ImageRecord
-from genfactory.tasks import imaging
-from genfactory.tasks.common import log_step, timed
-from genfactory.tasks.files import link_no_clobber, remove_quietly, replace_with_link
+from genfactory.tasks import image_files
 from genfactory.tasks.process import duplicate_scope, judge, output_stem, staged_path
-from genfactory.tasks.runtime import JobRuntime
 
 
 def describe(runtime: JobRuntime, image: ImageRecord) -> ImageRecord:
@@ -43,8 +44,8 @@ def describe(runtime: JobRuntime, image: ImageRecord) -> ImageRecord:
             if metadata != image.image_metadata:
                 image = repository.update_image(image.id, image_metadata=metadata)
         if metadata and settings.metadata.embed:
-            imaging.run_in_pool(
-                imaging.embed_file_metadata,
+            pool.run_in_pool(
+                image_files.embed_file_metadata,
                 str(staged),
                 str(metadata["title"]),
                 str(metadata["description"]),

@@ -13,10 +13,10 @@ from typing import Any
 from genfactory.config import Settings, apply_overrides, validate_settings
 from genfactory.engine.recovery import recover_stale_executions
 from genfactory.errors import UserError
+from genfactory.files import safe_name
 from genfactory.statuses import JobStatus
 from genfactory.storage import repository
 from genfactory.storage.db import data_dir
-from genfactory.tasks.files import safe_name
 from genfactory.tasks.initialize import JobPlan, initialize_job, resume_execution
 
 _SLOT_FIELDS = ("slot", "keyword", "variables", "aspect_ratio", "width", "height", "system_prompt")

@@ -14,15 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from genfactory.config import Settings, apply_overrides, validate_settings
+from genfactory.engine.runtime import release_runtime, start_runtime
+from genfactory.engine.steps import describe_error, error_code, log_step
 from genfactory.errors import UserError
 from genfactory.statuses import RETRYABLE_IMAGE_STATUSES, ImageStatus, JobStatus
 from genfactory.storage import repository
 from genfactory.storage.models import utcnow
 from genfactory.storage.repository import ImageRecord, TransitionError
-from genfactory.tasks.common import describe_error, error_code, log_step
 from genfactory.tasks.metadata import approve, describe
 from genfactory.tasks.process import render_staged, staged_path
-from genfactory.tasks.runtime import release_runtime, start_runtime
 
 #: The only settings a retry may change: the image is neither generated nor checked again.
 RETRY_SECTIONS = ("processing", "metadata")
