@@ -29,7 +29,7 @@ from genfactory.engine.steps import (
 from genfactory.errors import ImageRejected, JobStopped, MalformedResponse
 from genfactory.files import remove_quietly, safe_name, write_replacing
 from genfactory.media import extension_for, sniff_media_type
-from genfactory.providers.base import GeneratedImage, GenerationRequest, PromptRequest
+from genfactory.providers.base import GenerationRequest, ImageResult, PromptRequest
 from genfactory.providers.registry import REPEATABLE_IMAGE_PROVIDERS
 from genfactory.statuses import OPEN_IMAGE_STATUSES, ImageStatus, SlotStatus
 from genfactory.storage import repository
@@ -167,7 +167,7 @@ def _seed(base_seed: int | None, slot: int) -> int:
 
 
 def _save_images(
-    runtime: JobRuntime, slot: SlotRecord, seed: int, prompt: str, images: list[GeneratedImage]
+    runtime: JobRuntime, slot: SlotRecord, seed: int, prompt: str, images: list[ImageResult]
 ) -> list[int]:
     """Write every image to temp and decode it locally (format, pixel limit, truncation), then
     record them all and the slot `generated` in one transaction: a crash leaves either all of a
