@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from genfactory.cli import app, job_runner
 from genfactory.config import load_settings
 from genfactory.errors import InputFileError
-from genfactory.prompting import read_keywords
+from genfactory.keywords import read_keywords
 from genfactory.storage import repository
 from genfactory.tasks.initialize import default_label, resolve_places
 

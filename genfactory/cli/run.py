@@ -133,6 +133,7 @@ def _dry_run(settings: Any) -> None:
     """`run --dry-run`: the checks of a run that create nothing, then the plan and its cost."""
     from genfactory import pricing, prompting
     from genfactory.config import Credentials
+    from genfactory.keywords import read_keywords
     from genfactory.providers.registry import check_credentials
 
     check_credentials(settings, Credentials.from_env())
@@ -140,7 +141,7 @@ def _dry_run(settings: Any) -> None:
         raise UserError(
             "no keywords file: pass --keywords FILE or set job.keywords_file in the settings file"
         )
-    source = prompting.read_keywords(Path(settings.job.keywords_file).expanduser())
+    source = read_keywords(Path(settings.job.keywords_file).expanduser())
     template = prompting.load_template(settings.prompts.template, settings.providers.prompt)
     plans = prompting.plan_slots(
         source,

@@ -22,6 +22,7 @@ from genfactory.engine.secrets import load_credentials
 from genfactory.engine.steps import TASK_OPTIONS, log_step, scrub_errors
 from genfactory.errors import UserError
 from genfactory.files import safe_name
+from genfactory.keywords import read_keywords
 from genfactory.logs import open_job_log, register_secrets
 from genfactory.providers.local_prompt import check_direct_template
 from genfactory.providers.local_qc import start_warnings
@@ -115,7 +116,7 @@ def _keyword_plans(settings: Settings) -> list[prompting.SlotPlan]:
         raise UserError(
             "no keywords file: pass --keywords FILE or set job.keywords_file in the settings file"
         )
-    source = prompting.read_keywords(Path(settings.job.keywords_file).expanduser())
+    source = read_keywords(Path(settings.job.keywords_file).expanduser())
     template = prompting.load_template(settings.prompts.template, settings.providers.prompt)
     if settings.providers.prompt == "local":
         check_direct_template(template, settings.prompts.template)
