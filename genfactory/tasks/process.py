@@ -114,7 +114,7 @@ def render_staged(
     options = runtime.settings.processing
     used = options.model_dump(mode="json")
     note = None
-    if options.remove_bg and runtime.settings.providers.background != "none":
+    if options.remove_bg:
         prepared = pool.run_in_pool(
             image_files.prepare_file, source, used, options.max_image_pixels
         )
