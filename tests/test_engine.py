@@ -158,9 +158,9 @@ def test_a_stop_written_to_the_store_is_honoured_by_the_running_job(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Another process asks the job to stop once its first image is approved.
-    from genfactory.tasks import metadata
+    from genfactory.tasks import approval
 
-    original = metadata.approve
+    original = approval.approve
     asked: list[int] = []
 
     def approve_then_stop(runtime: Any, image: Any) -> Any:

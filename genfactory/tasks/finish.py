@@ -19,7 +19,7 @@ from genfactory.errors import JobStopped
 from genfactory.logs import redact_value
 from genfactory.statuses import ImageStatus, JobStatus, SlotStatus
 from genfactory.storage import repository
-from genfactory.tasks.metadata import clean_approved_leftovers
+from genfactory.tasks.approval import clean_approved_leftovers
 
 #: Rows in the summary artifact; the store and `genfactory images list` have them all.
 ARTIFACT_ROWS = 500

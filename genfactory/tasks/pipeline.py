@@ -28,8 +28,9 @@ from genfactory.errors import GenfactoryError, JobFatalError, JobStopped
 from genfactory.statuses import FINAL_IMAGE_STATUSES, ImageStatus
 from genfactory.storage import repository
 from genfactory.storage.repository import TransitionError
+from genfactory.tasks.approval import approve
 from genfactory.tasks.generate import generate_slot
-from genfactory.tasks.metadata import approve, describe
+from genfactory.tasks.metadata import describe
 from genfactory.tasks.process import process
 from genfactory.tasks.quality import check_quality
 

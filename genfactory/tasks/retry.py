@@ -3,7 +3,7 @@ metadata only, never QC, from the unprocessed original kept in temp.
 
 `retry_pending` → `processing` → `approved` | `retry_failed`, each change a compare-and-set in
 the store. The processing itself is the engine's (`process.render_staged`, `metadata.describe`,
-`metadata.approve`); only the statuses differ.
+`approval.approve`); only the statuses differ.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ from genfactory.statuses import RETRYABLE_IMAGE_STATUSES, ImageStatus, JobStatus
 from genfactory.storage import repository
 from genfactory.storage.models import utcnow
 from genfactory.storage.repository import ImageRecord, TransitionError
-from genfactory.tasks.metadata import approve, describe
+from genfactory.tasks.approval import approve
+from genfactory.tasks.metadata import describe
 from genfactory.tasks.process import render_staged, staged_path
 
 #: The only settings a retry may change: the image is neither generated nor checked again.
