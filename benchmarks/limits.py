@@ -76,8 +76,8 @@ def main() -> None:
     if not os.environ.get("PREFECT_API_URL"):
         sys.exit("set PREFECT_API_URL to the Prefect server to measure")
 
+    from genfactory.engine.limits import PrefectLimiter
     from genfactory.providers.base import LocalLimiter
-    from genfactory.tasks.limits import PrefectLimiter
 
     service = "bench"
     print(f"server {os.environ['PREFECT_API_URL']}, load average {os.getloadavg()[0]:.2f}")

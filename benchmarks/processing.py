@@ -28,7 +28,8 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from genfactory.config import ProcessingSection
-from genfactory.tasks import imaging
+from genfactory.engine import pool
+from genfactory.tasks import image_files
 
 SIZES = [(1024, 1024), (1344, 768)]
 RGB_SETTINGS = ProcessingSection(
@@ -88,14 +89,14 @@ def run_inline(jobs: list[Job], out: Path) -> tuple[float, float]:
     """(wall seconds, CPU seconds): on an idle machine the two are nearly equal."""
     start, cpu = time.perf_counter(), time.process_time()
     for src, stem, settings in jobs:
-        imaging.finish_to_file(src, str(out), stem, settings)
+        image_files.finish_to_file(src, str(out), stem, settings)
     return time.perf_counter() - start, time.process_time() - cpu
 
 
 def run_pooled(jobs: list[Job], out: Path, threads: int) -> float:
     def one(job: Job) -> dict[str, Any]:
         src, stem, settings = job
-        return imaging.run_in_pool(imaging.finish_to_file, src, str(out), stem, settings)
+        return pool.run_in_pool(image_files.finish_to_file, src, str(out), stem, settings)
 
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=threads) as executor:
@@ -110,7 +111,7 @@ def main() -> None:
         "--repeat", type=int, default=3, help="runs of each mode, best kept (default 3)"
     )
     args = parser.parse_args()
-    os.environ[imaging.POOL_ENV] = "1"
+    os.environ[pool.POOL_ENV] = "1"
 
     with tempfile.TemporaryDirectory(prefix="genfactory-bench-") as tmp:
         root = Path(tmp)
@@ -119,7 +120,7 @@ def main() -> None:
         print(f"{args.n} inputs written in {time.perf_counter() - t0:.1f} s")
 
         t0 = time.perf_counter()
-        workers = imaging.warm_pool()
+        workers = pool.warm_pool()
         print(f"pool of {workers} workers started in {time.perf_counter() - t0:.2f} s (not timed)")
         load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
         inline_runs: list[tuple[float, float]] = []
@@ -128,7 +129,7 @@ def main() -> None:
         for run in range(args.repeat):
             inline_runs.append(run_inline(jobs, root / f"inline{run}"))
             pooled_runs.append(run_pooled(jobs, root / f"pool{run}", threads=workers * 2))
-        imaging.shutdown_pool()
+        pool.shutdown_pool()
 
         inline, inline_cpu = min(inline_runs)
         pooled = min(pooled_runs)

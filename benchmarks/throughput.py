@@ -122,6 +122,7 @@ def direct_image_work(settings: Any, slots: int, concurrency: int) -> float:
     from concurrent.futures import ThreadPoolExecutor
 
     from genfactory import prompting
+    from genfactory.engine import pool as process_pool
     from genfactory.providers.base import (
         GenerationRequest,
         ImageInput,
@@ -130,9 +131,9 @@ def direct_image_work(settings: Any, slots: int, concurrency: int) -> float:
         Usage,
     )
     from genfactory.providers.registry import ProviderContext, build_provider
-    from genfactory.tasks import imaging
+    from genfactory.tasks import image_files
 
-    ctx = ProviderContext(settings=settings, usage=Usage(), run_heavy=imaging.run_in_pool)
+    ctx = ProviderContext(settings=settings, usage=Usage(), run_heavy=process_pool.run_in_pool)
     renderer, qc, metadata = (build_provider(r, ctx) for r in ("image", "qc", "metadata"))
     out = Path(tempfile.mkdtemp(prefix="gf-direct-"))
     used = settings.processing.model_dump(mode="json")
@@ -153,13 +154,17 @@ def direct_image_work(settings: Any, slots: int, concurrency: int) -> float:
         for index, image in enumerate(result.images):
             src = out / f"{slot}_{index}.png"
             src.write_bytes(image.data)
-            imaging.run_in_pool(imaging.hash_file, str(src), settings.processing.max_image_pixels)
+            process_pool.run_in_pool(
+                image_files.hash_file, str(src), settings.processing.max_image_pixels
+            )
             verdict = qc.check(
                 QCRequest(image=ImageInput(image.data, "image/png"), prompt="p", aspect_ratio=ratio)
             )
             if not verdict.passed:
                 continue
-            done = imaging.run_in_pool(imaging.finish_to_file, str(src), str(out), src.stem, used)
+            done = process_pool.run_in_pool(
+                image_files.finish_to_file, str(src), str(out), src.stem, used
+            )
             meta = metadata.describe(
                 MetadataRequest(
                     image=ImageInput(Path(done["path"]).read_bytes(), "image/png"),
@@ -167,15 +172,15 @@ def direct_image_work(settings: Any, slots: int, concurrency: int) -> float:
                     keyword=f"subject number {slot % 50}",
                 )
             ).as_dict()
-            imaging.run_in_pool(
-                imaging.embed_file_metadata,
+            process_pool.run_in_pool(
+                image_files.embed_file_metadata,
                 done["path"],
                 meta["title"],
                 meta["description"],
                 meta["keywords"],
             )
 
-    imaging.warm_pool()
+    process_pool.warm_pool()
     started = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
         list(pool.map(one, range(slots)))
@@ -316,12 +321,12 @@ def main() -> None:
         from genfactory.tasks.initialize import prepare
 
         settings, _ = prepare(Settings.model_validate(settings_data))
-        from genfactory.tasks import imaging
+        from genfactory.engine import pool as process_pool
 
-        imaging.warm_pool()  # both the job and the direct baseline start with a warm pool
+        process_pool.warm_pool()  # both the job and the direct baseline start with a warm pool
         if args.offline:
             # ...whose workers have loaded the detectors' models (OCR, NudeNet) already.
-            direct_image_work(settings, 4 * imaging.pool_size(), args.concurrency)
+            direct_image_work(settings, 4 * process_pool.pool_size(), args.concurrency)
         cpu_before = resource.getrusage(resource.RUSAGE_SELF)
         flow_started = time.perf_counter()
         state = generate_job(settings, return_state=True)

@@ -8,13 +8,13 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
-from genfactory import cli
-from genfactory.cli import app
+from genfactory.cli import app, job_runner
 from genfactory.config import load_settings
 from genfactory.errors import InputFileError
-from genfactory.prompting import read_keywords
+from genfactory.keywords import read_keywords
 from genfactory.storage import repository
 from genfactory.tasks.initialize import default_label, resolve_places
 
@@ -28,7 +28,7 @@ def invoke(*args: str) -> tuple[int, str]:
 
 @pytest.fixture
 def narrow(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli.console, "_width", 80)
+    monkeypatch.setattr(job_runner.console, "_width", 80)
 
 
 @pytest.mark.parametrize("item", ["foo", "=5"])
@@ -111,8 +111,8 @@ def test_a_signal_is_said_in_words(signal_name: str, capsys: pytest.CaptureFixtu
     def start(_flows: object) -> object:
         raise error
 
-    with pytest.raises(cli.typer.Exit) as ended:
-        cli._run_job(None, start)
+    with pytest.raises(typer.Exit) as ended:
+        job_runner.run_job(None, start)
     assert ended.value.exit_code == 130
     err = capsys.readouterr().err
     assert f"stopped by {signal_name}" in err

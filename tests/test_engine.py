@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from genfactory.config import Settings, load_settings
+from genfactory.engine.runtime import release_runtime, start_runtime
 from genfactory.flows import generate_job
 from genfactory.providers.local_qc import LocalQC
 from genfactory.statuses import (
@@ -26,7 +27,6 @@ from genfactory.statuses import (
 from genfactory.storage import repository
 from genfactory.storage.repository import TransitionError
 from genfactory.tasks import pipeline
-from genfactory.tasks.runtime import release_runtime, start_runtime
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 ROOT = Path(__file__).resolve().parent.parent
@@ -158,9 +158,9 @@ def test_a_stop_written_to_the_store_is_honoured_by_the_running_job(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Another process asks the job to stop once its first image is approved.
-    from genfactory.tasks import metadata
+    from genfactory.tasks import approval
 
-    original = metadata.approve
+    original = approval.approve
     asked: list[int] = []
 
     def approve_then_stop(runtime: Any, image: Any) -> Any:

@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 
 from genfactory.config import Settings, load_settings, validate_settings
+from genfactory.engine.runtime import release_runtime, start_runtime
 from genfactory.flows import generate_job, resume_job
 from genfactory.statuses import JobStatus, SlotStatus
 from genfactory.storage import repository
 from genfactory.tasks import pipeline
-from genfactory.tasks.runtime import release_runtime, start_runtime
 from tests.fakes.server import FakeServices
 
 pytestmark = [pytest.mark.prefect, pytest.mark.usefixtures("prefect_harness")]

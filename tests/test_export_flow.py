@@ -11,10 +11,10 @@ import pytest
 from openpyxl import load_workbook
 
 from genfactory.config import load_settings
+from genfactory.engine.artifacts import artifact_key
 from genfactory.flows import export_job, generate_job
 from genfactory.statuses import ImageStatus
 from genfactory.storage import repository
-from genfactory.tasks.progress import artifact_key
 
 pytestmark = [pytest.mark.prefect, pytest.mark.usefixtures("prefect_harness")]
 

@@ -15,13 +15,13 @@ from PIL import Image
 
 from genfactory import services
 from genfactory.config import Settings, load_settings
+from genfactory.engine.artifacts import artifact_key
 from genfactory.errors import ContentRejected, RetryableProviderError
 from genfactory.flows import generate_job
 from genfactory.providers import registry
 from genfactory.providers.local_image import LocalRenderer
 from genfactory.statuses import ImageStatus, JobStatus, SlotStatus
 from genfactory.storage import repository
-from genfactory.tasks.progress import artifact_key
 
 pytestmark = [pytest.mark.prefect, pytest.mark.usefixtures("prefect_harness")]
 

@@ -674,7 +674,7 @@ def test_keys_appear_only_in_the_request_headers(
 
 
 def test_make_limiter_picks_the_scope(monkeypatch: pytest.MonkeyPatch) -> None:
-    from genfactory.tasks import limits
+    from genfactory.engine import limits
 
     settings = Settings.model_validate({"concurrency": {"openai": 3, "scope": "auto"}})
     assert limits.service_caps(settings)["openai"] == 3

@@ -14,12 +14,12 @@ from sqlalchemy import update
 
 from genfactory.config import load_settings
 from genfactory.engine.recovery import recover_stale_executions, this_worker
+from genfactory.engine.runtime import release_runtime, start_runtime
 from genfactory.statuses import ImageStatus, JobStatus, SlotStatus
 from genfactory.storage import repository
 from genfactory.storage.db import get_engine
 from genfactory.storage.models import JobExecution
 from genfactory.tasks import generate
-from genfactory.tasks.runtime import release_runtime, start_runtime
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

@@ -15,6 +15,8 @@ import pytest
 
 from genfactory import services
 from genfactory.config import Credentials, load_settings
+from genfactory.engine.limits import service_caps
+from genfactory.engine.secrets import load_credentials
 from genfactory.errors import ConfigError
 from genfactory.flows import generate_job
 from genfactory.providers.http import ServiceClient, ServiceProvider
@@ -28,8 +30,6 @@ from genfactory.providers.registry import (
 from genfactory.providers.sdwebui import SDWebUIImages
 from genfactory.statuses import ImageStatus, JobStatus
 from genfactory.storage import repository
-from genfactory.tasks.limits import service_caps
-from genfactory.tasks.secrets import load_credentials
 from tests.fakes.server import FakeServices
 
 KEY = "fake-webui2-key-5e1d77"

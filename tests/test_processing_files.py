@@ -1,4 +1,5 @@
-"""The file edge (genfactory.tasks.imaging): naming, atomic writes, errors, the process pool."""
+"""The file edge (tasks.image_files) and the process pool (engine.pool): naming, atomic
+writes, errors."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ import pytest
 from PIL import Image
 
 from genfactory.config import ProcessingSection
+from genfactory.engine import pool
 from genfactory.errors import ImageRejected
 from genfactory.processing import embed_metadata
-from genfactory.tasks import imaging
+from genfactory.tasks import image_files
 
 
 def _photo(path: Path, size: tuple[int, int] = (320, 200)) -> Path:
@@ -37,19 +39,19 @@ def _settings(**changes: object) -> dict[str, object]:
 
 @pytest.fixture
 def inline(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(imaging.POOL_ENV, "0")
+    monkeypatch.setenv(pool.POOL_ENV, "0")
 
 
 def test_finish_to_file_writes_the_configured_format(tmp_path: Path, inline: None) -> None:
     src = _photo(tmp_path / "in.png")
     out = tmp_path / "out"
     settings = _settings(convert_format="jpg", jpg_quality=90, image_enhancement=True)
-    result = imaging.finish_to_file(str(src), str(out), "job_1_0", settings)
+    result = image_files.finish_to_file(str(src), str(out), "job_1_0", settings)
     assert result["path"] == str(out / "job_1_0.jpg")
     assert result["format"] == "jpg" and (result["width"], result["height"]) == (320, 200)
     assert result["bytes"] == os.path.getsize(result["path"])
-    original = imaging.hash_file(str(src), 10_000_000)
-    assert 0 <= original < 2**64 and original == imaging.hash_file(str(src), 10_000_000)
+    original = image_files.hash_file(str(src), 10_000_000)
+    assert 0 <= original < 2**64 and original == image_files.hash_file(str(src), 10_000_000)
     with Image.open(result["path"]) as written:
         assert written.format == "JPEG" and written.size == (320, 200)
     assert sorted(p.name for p in out.iterdir()) == ["job_1_0.jpg"]  # no temp left behind
@@ -63,7 +65,8 @@ def test_existing_names_get_a_number_and_are_never_overwritten(
     out.mkdir()
     (out / "job_1_0.png").write_bytes(b"someone else's image")
     paths = [
-        imaging.finish_to_file(str(src), str(out), "job_1_0", _settings())["path"] for _ in range(3)
+        image_files.finish_to_file(str(src), str(out), "job_1_0", _settings())["path"]
+        for _ in range(3)
     ]
     assert [Path(p).name for p in paths] == ["job_1_0-2.png", "job_1_0-3.png", "job_1_0-4.png"]
     assert (out / "job_1_0.png").read_bytes() == b"someone else's image"
@@ -72,7 +75,7 @@ def test_existing_names_get_a_number_and_are_never_overwritten(
 def test_stems_cannot_leave_the_output_directory(tmp_path: Path, inline: None) -> None:
     src = _photo(tmp_path / "in.png")
     out = tmp_path / "out"
-    result = imaging.finish_to_file(str(src), str(out), "../../etc/passwd", _settings())
+    result = image_files.finish_to_file(str(src), str(out), "../../etc/passwd", _settings())
     assert Path(result["path"]).parent == out
     assert Path(result["path"]).name.endswith("etc_passwd.png")
     assert not Path(result["path"]).name.startswith(".")  # never a hidden file
@@ -81,10 +84,10 @@ def test_stems_cannot_leave_the_output_directory(tmp_path: Path, inline: None) -
 def test_prepare_then_finish_from_bytes(tmp_path: Path, inline: None) -> None:
     src = _cutout(tmp_path / "cut.png")
     settings = _settings(trim_transparent_background=True, convert_format="webp")
-    prepared = imaging.prepare_file(str(src), settings, 10_000_000)
+    prepared = image_files.prepare_file(str(src), settings, 10_000_000)
     with Image.open(io.BytesIO(prepared)) as image:
         assert image.format == "PNG" and image.mode == "RGBA" and image.size == (200, 120)
-    result = imaging.finish_to_file(prepared, str(tmp_path / "out"), "cut", settings)
+    result = image_files.finish_to_file(prepared, str(tmp_path / "out"), "cut", settings)
     assert Path(result["path"]).name == "cut.webp"
     assert (result["width"], result["height"]) == (200, 120)
 
@@ -98,9 +101,9 @@ def test_a_failing_write_leaves_no_partial_file(
     def disk_full(fd: int) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(imaging.os, "fsync", disk_full)
+    monkeypatch.setattr(os, "fsync", disk_full)
     with pytest.raises(OSError, match="No space left"):
-        imaging.finish_to_file(str(src), str(out), "job_1_0", _settings())
+        image_files.finish_to_file(str(src), str(out), "job_1_0", _settings())
     assert list(out.iterdir()) == []
 
 
@@ -114,9 +117,9 @@ def test_a_failing_encoder_leaves_no_file(
     def broken_encoder(*args: object) -> bytes:
         raise ImageRejected("cannot encode the image as JPEG: encoder error -2")
 
-    monkeypatch.setattr(imaging, "encode", broken_encoder)
+    monkeypatch.setattr(image_files, "encode", broken_encoder)
     with pytest.raises(ImageRejected, match="cannot encode"):
-        imaging.finish_to_file(str(src), str(out), "job_1_0", _settings(convert_format="jpg"))
+        image_files.finish_to_file(str(src), str(out), "job_1_0", _settings(convert_format="jpg"))
     assert list(out.iterdir()) == []
 
 
@@ -124,9 +127,9 @@ def test_unusable_sources_are_rejected(tmp_path: Path, inline: None) -> None:
     html = tmp_path / "download.png"
     html.write_bytes(b"<html><body>403 Forbidden</body></html>")
     with pytest.raises(ImageRejected, match="HTML"):
-        imaging.finish_to_file(str(html), str(tmp_path / "out"), "x", _settings())
+        image_files.finish_to_file(str(html), str(tmp_path / "out"), "x", _settings())
     with pytest.raises(ImageRejected, match="does not exist"):
-        imaging.prepare_file(str(tmp_path / "missing.png"), _settings(), 10_000_000)
+        image_files.prepare_file(str(tmp_path / "missing.png"), _settings(), 10_000_000)
 
 
 def test_image_rejected_survives_pickling() -> None:
@@ -138,34 +141,34 @@ def test_image_rejected_survives_pickling() -> None:
 def test_the_process_pool_returns_results_and_rejections(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(imaging.POOL_ENV, "1")
+    monkeypatch.setenv(pool.POOL_ENV, "1")
     src = _photo(tmp_path / "in.png")
     tiny = tmp_path / "tiny.png"
     Image.new("RGB", (1, 1)).save(tiny)
     try:
-        assert imaging.warm_pool() == imaging.pool_size()
-        result = imaging.run_in_pool(
-            imaging.finish_to_file, str(src), str(tmp_path / "out"), "pooled", _settings()
+        assert pool.warm_pool() == pool.pool_size()
+        result = pool.run_in_pool(
+            image_files.finish_to_file, str(src), str(tmp_path / "out"), "pooled", _settings()
         )
         assert Path(result["path"]).is_file() and result["width"] == 320
         with pytest.raises(ImageRejected, match="image is 1x1 pixels, too small to process"):
-            imaging.run_in_pool(imaging.prepare_file, str(tiny), _settings(), 10_000_000)
+            pool.run_in_pool(image_files.prepare_file, str(tiny), _settings(), 10_000_000)
     finally:
-        imaging.shutdown_pool()
+        pool.shutdown_pool()
 
 
 def test_a_dying_worker_is_replaced_and_reported(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(imaging.POOL_ENV, "1")
+    monkeypatch.setenv(pool.POOL_ENV, "1")
     src = _photo(tmp_path / "in.png")
     try:
         with pytest.raises(ImageRejected, match="killed its worker process twice"):
-            imaging.run_in_pool(os._exit, 3)  # what the OOM killer does to a worker
-        result = imaging.run_in_pool(imaging.prepare_file, str(src), _settings(), 10_000_000)
+            pool.run_in_pool(os._exit, 3)  # what the OOM killer does to a worker
+        result = pool.run_in_pool(image_files.prepare_file, str(src), _settings(), 10_000_000)
         assert result.startswith(b"\x89PNG")
     finally:
-        imaging.shutdown_pool()
+        pool.shutdown_pool()
 
 
 def test_a_file_exiv2_cannot_parse_is_rejected_and_left_unchanged(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from genfactory import services
 from genfactory.config import load_settings
 from genfactory.flows import generate_job
 from genfactory.providers import registry
-from genfactory.providers.base import GeneratedImage, GenerationRequest, GenerationResult
+from genfactory.providers.base import GenerationRequest, GenerationResult, ImageResult
 from genfactory.providers.local_image import LocalRenderer
 from genfactory.statuses import ImageStatus, JobStatus
 from genfactory.storage import repository
@@ -90,7 +90,7 @@ class ScriptedImages:
                 _cmyk_jpeg(),  # legitimate: converted, not rejected
             ]
         return GenerationResult(
-            images=[GeneratedImage(data=b, seed=i) for i, b in enumerate(blobs)],
+            images=[ImageResult(data=b, seed=i) for i, b in enumerate(blobs)],
             final_prompt=request.prompt,
         )
 

@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from genfactory.processing import DIGITAL_SOURCE_TYPE, embed_metadata
-from genfactory.tasks.imaging import embed_file_metadata
+from genfactory.tasks.image_files import embed_file_metadata
 
 EXIFTOOL = shutil.which("exiftool")
 MISSING = "exiftool not installed (apt-get install libimage-exiftool-perl)"

@@ -9,15 +9,14 @@ from pathlib import Path
 import pytest
 
 from genfactory.errors import InputFileError
+from genfactory.keywords import KeywordSource, read_keywords
 from genfactory.prompting import (
-    KeywordSource,
     default_template_path,
     fill_template,
     keyword_order,
     load_template,
     placeholders,
     plan_slots,
-    read_keywords,
     size_for,
     validate_template,
 )

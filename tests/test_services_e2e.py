@@ -200,7 +200,7 @@ def test_a_bad_key_fails_the_job_within_seconds(
 def test_prefect_global_limits_cap_calls_across_threads() -> None:
     from prefect.client.orchestration import get_client
 
-    from genfactory.tasks.limits import PrefectLimiter, limit_name, make_limiter
+    from genfactory.engine.limits import PrefectLimiter, limit_name, make_limiter
 
     settings = Settings.model_validate({"concurrency": {"sdwebui": 2, "scope": "prefect"}})
     limiter = make_limiter(settings)

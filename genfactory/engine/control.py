@@ -14,8 +14,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from genfactory.engine.runtime import JobRuntime
 from genfactory.storage import repository
-from genfactory.tasks.runtime import JobRuntime
 
 logger = logging.getLogger("genfactory.control")
 

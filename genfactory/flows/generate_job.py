@@ -14,15 +14,15 @@ from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from genfactory.config import Settings, load_settings
+from genfactory.engine.artifacts import advance, start_progress
 from genfactory.engine.control import JobControl
+from genfactory.engine.lifecycle import execution_of_flow_run, mark_stopped
+from genfactory.engine.runtime import get_runtime
 from genfactory.errors import ConfigError
 from genfactory.statuses import JobStatus
 from genfactory.tasks.finish import finish_job
 from genfactory.tasks.initialize import JobPlan, default_label, initialize_job, resume_execution
-from genfactory.tasks.lifecycle import execution_of_flow_run, mark_stopped
 from genfactory.tasks.pipeline import reconcile, run_slot
-from genfactory.tasks.progress import advance, start_progress
-from genfactory.tasks.runtime import get_runtime
 
 RUN_PREFIX = "generate-job/"
 
@@ -81,8 +81,11 @@ def _ui_cancel_requested() -> str | None:
     return None
 
 
-def _run(plan: JobPlan) -> dict[str, Any]:
-    """Map the plan's slots, carry on whatever the orchestration lost, finish."""
+def run_plan(plan: JobPlan) -> dict[str, Any]:
+    """Map the plan's slots, carry on whatever the orchestration lost, finish.
+
+    `reconcile` is deliberately not a task: it runs what the orchestration lost (a task that
+    could not start or report, e.g. the Prefect API failing), so it must not need Prefect."""
     runtime = get_runtime(plan.execution_id)
     done_before = plan.total_slots - len(plan.slots)
     progress = start_progress(plan.execution_id, plan.label, plan.total_slots, done_before)
@@ -160,11 +163,11 @@ def generate_job(
             "pass either settings or keywords_file/count/label/config_file/overrides, not both; "
             "put the changes into settings or leave settings empty"
         )
-    return _run(initialize_job(settings))
+    return run_plan(initialize_job(settings))
 
 
 @flow(name="resume-job", flow_run_name="resume-job/{execution_id}", **_HOOKS)
 def resume_job(execution_id: int) -> dict[str, Any]:
     """Continue an `interrupted` or `cancelled` job: finished images untouched, images past QC
     not checked again, slots with a provider task id polled, slots never started run now."""
-    return _run(resume_execution(execution_id))
+    return run_plan(resume_execution(execution_id))

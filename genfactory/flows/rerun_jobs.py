@@ -6,37 +6,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow, task
+from prefect import flow
 
-from genfactory.flows.generate_job import _run as run_plan
-from genfactory.tasks.common import TASK_OPTIONS, describe_error, scrub_errors
-from genfactory.tasks.initialize import JobPlan
-from genfactory.tasks.queue import claim_batch
-from genfactory.tasks.rerun import end_rerun, queue_reruns, start_rerun
-
-
-@task(name="queue-reruns", **TASK_OPTIONS)
-@scrub_errors
-def queue_task(job_ids: list[int], overrides: dict[str, Any]) -> str:
-    return queue_reruns(job_ids, overrides)
-
-
-@task(name="claim-rerun-batch", **TASK_OPTIONS)
-def claim_task() -> list[tuple[int, int, int | None, dict[str, Any]]]:
-    return [(i.id, i.target_id, i.result_id, i.overrides) for i in claim_batch("rerun")]
-
-
-@task(name="start-rerun", task_run_name="rerun/{source_id}", **TASK_OPTIONS)
-@scrub_errors
-def start_task(
-    item_id: int, source_id: int, result_id: int | None, overrides: dict[str, Any]
-) -> JobPlan | None:
-    return start_rerun(item_id, source_id, result_id, overrides)
-
-
-@task(name="end-rerun", **TASK_OPTIONS)
-def end_task(item_id: int, error: str | None) -> None:
-    end_rerun(item_id, error)
+from genfactory.engine.steps import describe_error
+from genfactory.flows.generate_job import run_plan
+from genfactory.tasks.rerun import (
+    claim_rerun_batch,
+    end_rerun_item,
+    queue_rerun_request,
+    start_rerun_job,
+)
 
 
 @flow(name="rerun-jobs", persist_result=False)
@@ -48,15 +27,15 @@ def rerun_jobs(
     every queued rerun one after another, each a new job linked to its source. With no job
     ids, only continues what is queued. Returns the summaries of the jobs run."""
     if job_ids:
-        queue_task(list(job_ids), dict(overrides or {}))
+        queue_rerun_request(list(job_ids), dict(overrides or {}))
     summaries: list[dict[str, Any]] = []
-    while batch := claim_task():
+    while batch := claim_rerun_batch():
         for item_id, source_id, result_id, item_overrides in batch:
             try:
-                plan = start_task(item_id, source_id, result_id, item_overrides)
+                plan = start_rerun_job(item_id, source_id, result_id, item_overrides)
                 summary = None if plan is None else run_plan(plan)
             except Exception as exc:  # one job's failure must not hold up the others
-                end_task(item_id, describe_error(exc))
+                end_rerun_item(item_id, describe_error(exc))
                 continue
             if summary is not None:
                 summaries.append({**summary, "rerun_of_id": source_id})
@@ -64,5 +43,5 @@ def rerun_jobs(
                     # Stopped by the user: the bulk stops too; the next `genfactory rerun`
                     # resumes this job, then runs the rest.
                     return summaries
-            end_task(item_id, None)
+            end_rerun_item(item_id, None)
     return summaries

@@ -6,37 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow, task
+from prefect import flow
 
-from genfactory.tasks.common import TASK_OPTIONS, scrub_errors
-from genfactory.tasks.queue import claim_batch
-from genfactory.tasks.retry import queue_retries, retry_image
-
-
-@task(name="queue-retries", **TASK_OPTIONS)
-@scrub_errors
-def queue_task(
-    job_id: int | None,
-    image_ids: list[int] | None,
-    statuses: list[str] | None,
-    overrides: dict[str, Any],
-    manual: bool,
-) -> int:
-    _batch, count = queue_retries(
-        job_id=job_id, image_ids=image_ids, statuses=statuses, overrides=overrides, manual=manual
-    )
-    return count
-
-
-@task(name="claim-retry-batch", **TASK_OPTIONS)
-def claim_task() -> list[tuple[int, int, dict[str, Any], bool]]:
-    return [(i.id, i.target_id, i.overrides, i.manual) for i in claim_batch("retry")]
-
-
-@task(name="retry-image", task_run_name="retry/{image_id}", **TASK_OPTIONS)
-@scrub_errors
-def retry_task(item_id: int, image_id: int, overrides: dict[str, Any], manual: bool) -> str:
-    return retry_image(item_id, image_id, overrides, manual)
+from genfactory.tasks.retry import claim_retry_batch, queue_retry_request, retry_one_image
 
 
 @flow(name="retry-images", persist_result=False)
@@ -53,9 +25,9 @@ def retry_images(
     With nothing given, only continues what is queued. Returns {image id: final status}."""
     queued = 0
     if job_id is not None or image_ids:
-        queued = queue_task(job_id, image_ids, statuses, dict(overrides or {}), manual)
+        queued = queue_retry_request(job_id, image_ids, statuses, dict(overrides or {}), manual)
     results: dict[str, Any] = {}
-    while batch := claim_task():
+    while batch := claim_retry_batch():
         for item_id, image_id, item_overrides, item_manual in batch:
-            results[str(image_id)] = retry_task(item_id, image_id, item_overrides, item_manual)
+            results[str(image_id)] = retry_one_image(item_id, image_id, item_overrides, item_manual)
     return {"queued": queued, "images": results}

@@ -1,7 +1,7 @@
 """Image processing: pure Pillow/numpy functions composed by `process_image` (SPEC §4).
 
-Nothing here reads or writes files except `embed_metadata`; the file edge and the process
-pool live in `genfactory.tasks.imaging`.
+Nothing here reads or writes files except `embed_metadata`; the file edge is
+`genfactory.tasks.image_files`, the process pool `genfactory.engine.pool`.
 """
 
 from genfactory.processing.decode import MIN_SIDE, open_image

@@ -46,7 +46,7 @@ class GenerationRequest:
 
 
 @dataclass(frozen=True)
-class GeneratedImage:
+class ImageResult:
     data: bytes
     media_type: str = "image/png"
     seed: int | None = None
@@ -56,7 +56,7 @@ class GeneratedImage:
 
 @dataclass(frozen=True)
 class GenerationResult:
-    images: list[GeneratedImage]
+    images: list[ImageResult]
     task_id: str | None = None
     cost: float | None = None
     #: The prompt as the service received it (e.g. with the Midjourney version appended).
@@ -135,7 +135,7 @@ def scrub_answer(value: Any, scrub: Callable[[str], str]) -> Any:
             description=scrub(value.description),
             keywords=[k for k in keywords if MASK not in k and "[REDACTED]" not in k],
         )
-    if isinstance(value, QCVerdict | GenerationResult | GeneratedImage | BackgroundResult):
+    if isinstance(value, QCVerdict | GenerationResult | ImageResult | BackgroundResult):
         changes = {
             f.name: scrub_answer(getattr(value, f.name), scrub)
             for f in dataclasses.fields(value)

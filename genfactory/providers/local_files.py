@@ -9,7 +9,7 @@ from pathlib import Path
 
 from genfactory.errors import BadRequest
 from genfactory.media import sniff_media_type
-from genfactory.providers.base import GeneratedImage, GenerationRequest, GenerationResult
+from genfactory.providers.base import GenerationRequest, GenerationResult, ImageResult
 from genfactory.providers.registry import ProviderContext
 
 
@@ -42,7 +42,7 @@ class LocalFiles:
         media_type = sniff_media_type(data) or "application/octet-stream"
         self.ctx.usage.add("files", calls=1, images=1)
         return GenerationResult(
-            images=[GeneratedImage(data=data, media_type=media_type, source=str(path))],
+            images=[ImageResult(data=data, media_type=media_type, source=str(path))],
             cost=0.0,
             final_prompt=request.prompt,
         )

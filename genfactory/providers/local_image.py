@@ -27,7 +27,7 @@ from PIL import Image
 
 from genfactory.config import Settings, parse_aspect_ratio
 from genfactory.errors import BadRequest
-from genfactory.providers.base import GeneratedImage, GenerationRequest, GenerationResult
+from genfactory.providers.base import GenerationRequest, GenerationResult, ImageResult
 from genfactory.providers.local_render import vocab
 from genfactory.providers.local_render.draw import Defect, _apply_defect, _clip, _plain_background
 from genfactory.providers.local_render.scenes import (
@@ -98,7 +98,7 @@ class LocalRenderer:
             seed = (base + index) % _SEED_RANGE
             data = render_png(prompt, seed, request.width, request.height, defect_rate=defect_rate)
             images.append(
-                GeneratedImage(
+                ImageResult(
                     data=data, media_type="image/png", seed=seed, source=f"local:{task_id}/{index}"
                 )
             )

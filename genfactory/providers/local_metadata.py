@@ -48,31 +48,11 @@ CONTRADICTIONS: dict[str, list[str]] = _DATA["contradictions"]
 THEMES: dict[str, dict[str, list[str]]] = _DATA["themes"]
 MEDIUMS: dict[str, str] = _DATA["mediums"]
 STYLES: tuple[str, ...] = tuple(_DATA["styles"])
-_PHOTO_WORDS = frozenset({"photo", "photograph", "photography", "photographic", "photorealistic"})
+_PHOTO_WORDS = frozenset(_DATA["photo_words"])
+#: Words a title keeps in lower case (except first and last).
+_SMALL_WORDS = frozenset(_DATA["title_small_words"])
 
 _WORD = re.compile(r"[a-z0-9][a-z0-9'&-]*")
-_SMALL_WORDS = frozenset(
-    [
-        "a",
-        "an",
-        "the",
-        "and",
-        "or",
-        "nor",
-        "but",
-        "of",
-        "on",
-        "in",
-        "at",
-        "by",
-        "for",
-        "to",
-        "with",
-        "from",
-        "as",
-        "vs",
-    ]
-)
 _CLAUSE = re.compile(r"[,;:.!?\n()\[\]]+|\s+-{1,2}\s+|\s--\w+")
 
 

@@ -1,7 +1,8 @@
-"""`providers.background = "none"`: no background removal at all, stated once, here.
+"""`providers.background = "none"`: no background removal, stated once, here.
 
-Registered so that building the background provider never fails; callers that want to skip
-the step entirely check `settings.providers.background == "none"` before building anything.
+The background provider like any other: with `processing.remove_bg` on, the process step hands
+it the prepared image and gets it back unchanged (the written file is the same as without the
+step), with a note saying removal is off. No caller checks for "none".
 """
 
 from __future__ import annotations

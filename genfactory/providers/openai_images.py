@@ -6,7 +6,7 @@ from typing import Any
 
 from genfactory.config import fit_size, parse_aspect_ratio
 from genfactory.media import sniff_media_type
-from genfactory.providers.base import GeneratedImage, GenerationRequest, GenerationResult
+from genfactory.providers.base import GenerationRequest, GenerationResult, ImageResult
 from genfactory.providers.http import (
     ServiceProvider,
     generation_timeout_seconds,
@@ -71,7 +71,7 @@ class OpenAIImages(ServiceProvider):
         per_call = 1 if model in SINGLE_IMAGE_MODELS else request.count
         calls = request.count if model in SINGLE_IMAGE_MODELS else 1
         timeout = self.http.generation_timeout(generation_timeout_seconds(self.settings))
-        images: list[GeneratedImage] = []
+        images: list[ImageResult] = []
         revised: str | None = None
         for _ in range(calls):
             # Paid and not idempotent (no id to look up): sent at most once per image batch.
@@ -88,7 +88,7 @@ class OpenAIImages(ServiceProvider):
             for item in items:
                 blob = self._image_bytes(item, answer)
                 images.append(
-                    GeneratedImage(
+                    ImageResult(
                         data=blob,
                         media_type=sniff_media_type(blob) or "",
                         source=str(item.get("url") or f"openai:{model}"),

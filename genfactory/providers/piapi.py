@@ -29,7 +29,7 @@ from genfactory.errors import (
 )
 from genfactory.media import sniff_media_type
 from genfactory.processing.decode import load_image
-from genfactory.providers.base import GeneratedImage, GenerationRequest, GenerationResult
+from genfactory.providers.base import GenerationRequest, GenerationResult, ImageResult
 from genfactory.providers.http import (
     RAW_LIMIT,
     ServiceClient,
@@ -137,7 +137,7 @@ class PiAPIMidjourney(ServiceProvider):
             blobs = [self.http.download(url) for url in urls]
             sources = urls
         images = [
-            GeneratedImage(data=blob, media_type=sniff_media_type(blob) or "", source=src)
+            ImageResult(data=blob, media_type=sniff_media_type(blob) or "", source=src)
             for blob, src in zip(blobs, sources, strict=True)
         ]
         return GenerationResult(images=images, task_id=task_id, final_prompt=prompt)

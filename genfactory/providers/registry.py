@@ -68,7 +68,7 @@ class ProviderContext:
     usage: Usage = field(default_factory=Usage)
     limiter: Limiter = no_limit
     #: Runs a picklable top-level function with its arguments: the task layer passes its
-    #: process pool (`tasks.imaging.run_in_pool`) so model inference uses every core.
+    #: process pool (`engine.pool.run_in_pool`) so model inference uses every core.
     run_heavy: Callable[..., Any] = field(default=lambda fn, *args: fn(*args), compare=False)
     #: The HTTP transport of every remote provider (None: the network); tests pass an
     #: `httpx.MockTransport` to see and answer each request.

@@ -24,7 +24,7 @@ from genfactory.errors import (
     RetryableProviderError,
 )
 from genfactory.media import sniff_media_type
-from genfactory.providers.base import GeneratedImage, GenerationRequest, GenerationResult
+from genfactory.providers.base import GenerationRequest, GenerationResult, ImageResult
 from genfactory.providers.http import (
     RAW_LIMIT,
     ServiceClient,
@@ -116,7 +116,7 @@ class RunwareImages(ServiceProvider):
             blob = self._image_bytes(item, answer)
             seed = item.get("seed")
             images.append(
-                GeneratedImage(
+                ImageResult(
                     data=blob,
                     media_type=sniff_media_type(blob) or "",
                     seed=seed if isinstance(seed, int) else None,

@@ -8,7 +8,7 @@ from typing import Any
 from genfactory.config import fit_size
 from genfactory.errors import MalformedResponse
 from genfactory.media import sniff_media_type
-from genfactory.providers.base import GeneratedImage, GenerationRequest, GenerationResult
+from genfactory.providers.base import GenerationRequest, GenerationResult, ImageResult
 from genfactory.providers.http import (
     ServiceClient,
     ServiceProvider,
@@ -63,7 +63,7 @@ class SDWebUIImages(ServiceProvider):
                 raise self.malformed("an image that is not a base64 string", answer)
             blob = self.decode_image(item, answer)
             images.append(
-                GeneratedImage(
+                ImageResult(
                     data=blob,
                     media_type=sniff_media_type(blob) or "",
                     seed=seeds[i] if i < len(seeds) else None,

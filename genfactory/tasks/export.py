@@ -9,11 +9,11 @@ from typing import Any
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 
+from genfactory.engine.artifacts import artifact_key
+from genfactory.engine.steps import TASK_OPTIONS, scrub_errors
 from genfactory.exports import run_export
 from genfactory.logs import redact
 from genfactory.storage import repository
-from genfactory.tasks.common import TASK_OPTIONS, scrub_errors
-from genfactory.tasks.progress import artifact_key
 
 
 @task(name="export", **TASK_OPTIONS)

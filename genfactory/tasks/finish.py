@@ -11,14 +11,15 @@ from typing import Any
 from prefect import task
 from prefect.artifacts import create_table_artifact
 
+from genfactory.engine.artifacts import artifact_key
+from genfactory.engine.lifecycle import close_runtime
+from genfactory.engine.runtime import JobRuntime, get_runtime
+from genfactory.engine.steps import TASK_OPTIONS, fail_image, log_step, scrub_errors
 from genfactory.errors import JobStopped
-from genfactory.logs import close_job_log, redact_value
+from genfactory.logs import redact_value
 from genfactory.statuses import ImageStatus, JobStatus, SlotStatus
 from genfactory.storage import repository
-from genfactory.tasks.common import TASK_OPTIONS, fail_image, log_step, scrub_errors
-from genfactory.tasks.metadata import clean_approved_leftovers
-from genfactory.tasks.progress import artifact_key
-from genfactory.tasks.runtime import JobRuntime, get_runtime, release_runtime
+from genfactory.tasks.approval import clean_approved_leftovers
 
 #: Rows in the summary artifact; the store and `genfactory images list` have them all.
 ARTIFACT_ROWS = 500
@@ -106,13 +107,6 @@ def _write_report(execution_id: int, summary: dict[str, Any]) -> str | None:
     except Exception as exc:  # a report must never fail the job
         log_step(f"report not written: {exc}", step="finish", level=logging.WARNING)
         return None
-
-
-def close_runtime(execution_id: int) -> None:
-    """Close providers and the job's log file."""
-    runtime = release_runtime(execution_id)
-    if runtime is not None and runtime.log_handler is not None:
-        close_job_log(runtime.log_handler)
 
 
 def summarize(execution_id: int) -> dict[str, Any]:

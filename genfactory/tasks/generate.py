@@ -16,15 +16,9 @@ from prefect import task
 
 from genfactory import pricing
 from genfactory.config import Settings
-from genfactory.errors import ImageRejected, JobStopped, MalformedResponse
-from genfactory.media import extension_for, sniff_media_type
-from genfactory.providers.base import GeneratedImage, GenerationRequest, PromptRequest
-from genfactory.providers.registry import images_per_slot, repeatable_create
-from genfactory.statuses import OPEN_IMAGE_STATUSES, ImageStatus, SlotStatus
-from genfactory.storage import repository
-from genfactory.storage.repository import SlotRecord
-from genfactory.tasks import imaging
-from genfactory.tasks.common import (
+from genfactory.engine import pool
+from genfactory.engine.runtime import JobRuntime, get_runtime
+from genfactory.engine.steps import (
     ENGINE_TASK_OPTIONS,
     describe_error,
     error_code,
@@ -32,8 +26,15 @@ from genfactory.tasks.common import (
     scrub_errors,
     timed,
 )
-from genfactory.tasks.files import remove_quietly, safe_name, write_replacing
-from genfactory.tasks.runtime import JobRuntime, get_runtime
+from genfactory.errors import ImageRejected, JobStopped, MalformedResponse
+from genfactory.files import remove_quietly, safe_name, write_replacing
+from genfactory.media import extension_for, sniff_media_type
+from genfactory.providers.base import GenerationRequest, ImageResult, PromptRequest
+from genfactory.providers.registry import images_per_slot, repeatable_create
+from genfactory.statuses import OPEN_IMAGE_STATUSES, ImageStatus, SlotStatus
+from genfactory.storage import repository
+from genfactory.storage.repository import SlotRecord
+from genfactory.tasks import image_files
 
 AMBIGUOUS_CREATE = "ambiguous_create"
 
@@ -166,7 +167,7 @@ def _seed(base_seed: int | None, slot: int) -> int:
 
 
 def _save_images(
-    runtime: JobRuntime, slot: SlotRecord, seed: int, prompt: str, images: list[GeneratedImage]
+    runtime: JobRuntime, slot: SlotRecord, seed: int, prompt: str, images: list[ImageResult]
 ) -> list[int]:
     """Write every image to temp and decode it locally (format, pixel limit, truncation), then
     record them all and the slot `generated` in one transaction: a crash leaves either all of a
@@ -199,8 +200,8 @@ def _save_images(
                 "media_type": media_type,
             }
             try:
-                phash = imaging.run_in_pool(
-                    imaging.hash_file, str(path), settings.processing.max_image_pixels
+                phash = pool.run_in_pool(
+                    image_files.hash_file, str(path), settings.processing.max_image_pixels
                 )
                 row["phash"] = format(phash, "016x")
             except ImageRejected as exc:

@@ -17,7 +17,12 @@ from pydantic import BaseModel
 from genfactory import image_folder, prompting
 from genfactory.config import Credentials, Settings, parse_image_size, validate_settings
 from genfactory.engine.recovery import recover_stale_executions, this_worker
+from genfactory.engine.runtime import start_runtime
+from genfactory.engine.secrets import load_credentials
+from genfactory.engine.steps import TASK_OPTIONS, log_step, scrub_errors
 from genfactory.errors import UserError
+from genfactory.files import safe_name
+from genfactory.keywords import read_keywords
 from genfactory.logs import open_job_log, register_secrets
 from genfactory.providers.local_qc import start_warnings
 from genfactory.providers.registry import (
@@ -29,10 +34,6 @@ from genfactory.providers.registry import (
 from genfactory.statuses import FINAL_SLOT_STATUSES, JobStatus
 from genfactory.storage import repository
 from genfactory.storage.db import data_dir
-from genfactory.tasks.common import TASK_OPTIONS, log_step, scrub_errors
-from genfactory.tasks.files import safe_name
-from genfactory.tasks.runtime import start_runtime
-from genfactory.tasks.secrets import load_credentials
 
 
 class JobPlan(BaseModel):
@@ -120,7 +121,7 @@ def _keyword_plans(settings: Settings) -> list[prompting.SlotPlan]:
         raise UserError(
             "no keywords file: pass --keywords FILE or set job.keywords_file in the settings file"
         )
-    source = prompting.read_keywords(Path(settings.job.keywords_file).expanduser())
+    source = read_keywords(Path(settings.job.keywords_file).expanduser())
     template = prompting.load_template(settings.prompts.template, settings.providers.prompt)
     check_prompt_template(settings, template)
     return prompting.plan_slots(

@@ -1,24 +1,20 @@
-"""The metadata step and the approval: title, description, keywords stored on the row and
-embedded in the staged file; then the file gets its name in the output directory and the image
-is approved, unless a near-duplicate was approved meanwhile."""
+"""The metadata step: title, description, keywords stored on the row and embedded in the
+staged file (approval is the next step: `tasks.approval`)."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from pathlib import Path
 from typing import Any
 
 from genfactory import stock
+from genfactory.engine import pool
+from genfactory.engine.runtime import JobRuntime
+from genfactory.engine.steps import log_step, timed
 from genfactory.providers.base import ImageInput, MetadataRequest
-from genfactory.statuses import ImageStatus
 from genfactory.storage import repository
 from genfactory.storage.repository import ImageRecord
-from genfactory.tasks import imaging
-from genfactory.tasks.common import log_step, timed
-from genfactory.tasks.files import link_no_clobber, remove_quietly, replace_with_link
-from genfactory.tasks.process import duplicate_scope, judge, output_stem, staged_path
-from genfactory.tasks.runtime import JobRuntime
+from genfactory.tasks import image_files
+from genfactory.tasks.process import staged_path
 
 
 def describe(runtime: JobRuntime, image: ImageRecord) -> ImageRecord:
@@ -43,8 +39,8 @@ def describe(runtime: JobRuntime, image: ImageRecord) -> ImageRecord:
             if metadata != image.image_metadata:
                 image = repository.update_image(image.id, image_metadata=metadata)
         if metadata and settings.metadata.embed:
-            imaging.run_in_pool(
-                imaging.embed_file_metadata,
+            pool.run_in_pool(
+                image_files.embed_file_metadata,
                 str(staged),
                 str(metadata["title"]),
                 str(metadata["description"]),
@@ -79,67 +75,3 @@ def _stock_ready(metadata: dict[str, Any], image: ImageRecord) -> dict[str, Any]
             level=logging.DEBUG,
         )
     return {**metadata, **normalized.as_dict()}
-
-
-def approve(
-    runtime: JobRuntime,
-    image: ImageRecord,
-    *,
-    expected: ImageStatus = ImageStatus.PROCESSED,
-    rejected: ImageStatus = ImageStatus.QC_FAILED,
-    check_duplicates: bool = True,
-    **fields: Any,
-) -> ImageRecord:
-    """`processed` → `approved` with its file in the output directory, or `qc_failed` when a
-    near-duplicate was approved meanwhile (the check and the approval are one serialised
-    transaction in the store, across processes). A retry approves from `processing` and is
-    rejected as `retry_failed`; a manual approval skips the near-duplicate check."""
-    staged = staged_path(runtime, image)
-    if image.final_image_path:
-        # An earlier attempt chose (and recorded) this name, then stopped: the file is ours.
-        final = replace_with_link(staged, Path(image.final_image_path))
-    else:
-        final = link_no_clobber(
-            staged,
-            Path(str(runtime.settings.job.output_dir)),
-            output_stem(runtime, image),
-            staged.suffix.lstrip("."),
-            reserve=lambda name: repository.update_image(image.id, final_image_path=str(name)),
-        )
-    approved, duplicate_of = repository.approve_image(
-        image.id,
-        judge(runtime, image) if check_duplicates else None,
-        duplicate_scope(runtime),
-        expected=expected,
-        rejected=rejected,
-        final_image_path=str(final),
-        temp_image_path=None,
-        **fields,
-    )
-    fields = {"slot": image.slot, "image_index": image.image_index}
-    if duplicate_of is not None:
-        remove_quietly(final)  # the original stays in temp, listed, for a retry by hand
-        remove_quietly(staged)
-        repository.update_image(image.id, final_image_path=None)
-        log_step(f"rejected: near-duplicate of {duplicate_of}", step="approve", **fields)
-        return approved
-    remove_quietly(staged)
-    remove_quietly(image.temp_image_path)
-    title = (approved.image_metadata or {}).get("title")
-    log_step(f"approved {final.name}" + (f": {title}" if title else ""), step="approve", **fields)
-    return approved
-
-
-def clean_approved_leftovers(runtime: JobRuntime) -> None:
-    """Staged files of approved images an interrupted attempt left behind, and the staging
-    directory once it is empty."""
-    staging = None
-    for image in repository.list_images(
-        execution_id=runtime.execution_id, status=ImageStatus.APPROVED
-    ):
-        staged = staged_path(runtime, image)
-        staging = staged.parent
-        remove_quietly(staged)
-    if staging is not None:
-        with contextlib.suppress(OSError):
-            staging.rmdir()

@@ -14,11 +14,8 @@ from typing import Any
 
 from prefect import task
 
-from genfactory.errors import GenfactoryError, JobFatalError, JobStopped
-from genfactory.statuses import FINAL_IMAGE_STATUSES, ImageStatus
-from genfactory.storage import repository
-from genfactory.storage.repository import TransitionError
-from genfactory.tasks.common import (
+from genfactory.engine.runtime import get_runtime
+from genfactory.engine.steps import (
     ENGINE_TASK_OPTIONS,
     TASK_OPTIONS,
     describe_error,
@@ -27,11 +24,15 @@ from genfactory.tasks.common import (
     log_step,
     scrub_errors,
 )
+from genfactory.errors import GenfactoryError, JobFatalError, JobStopped
+from genfactory.statuses import FINAL_IMAGE_STATUSES, ImageStatus
+from genfactory.storage import repository
+from genfactory.storage.repository import TransitionError
+from genfactory.tasks.approval import approve
 from genfactory.tasks.generate import generate_slot
-from genfactory.tasks.metadata import approve, describe
+from genfactory.tasks.metadata import describe
 from genfactory.tasks.process import process
 from genfactory.tasks.quality import check_quality
-from genfactory.tasks.runtime import get_runtime
 
 logger = logging.getLogger("genfactory.pipeline")
 

@@ -13,16 +13,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from genfactory.engine import pool
+from genfactory.engine.runtime import JobRuntime
+from genfactory.engine.steps import describe_error, error_code, fail_image, log_step, timed
 from genfactory.errors import ImageRejected, JobFatalError, ProviderError
+from genfactory.files import safe_name
 from genfactory.processing import EXTENSIONS, find_near_duplicate
 from genfactory.providers.base import ImageInput
 from genfactory.statuses import ImageStatus
 from genfactory.storage import repository
 from genfactory.storage.repository import ImageRecord
-from genfactory.tasks import imaging
-from genfactory.tasks.common import describe_error, error_code, fail_image, log_step, timed
-from genfactory.tasks.files import safe_name
-from genfactory.tasks.runtime import JobRuntime
+from genfactory.tasks import image_files
 
 STAGED_DIR = ".staged"
 
@@ -113,17 +114,19 @@ def render_staged(
     options = runtime.settings.processing
     used = options.model_dump(mode="json")
     note = None
-    if options.remove_bg and runtime.settings.providers.background != "none":
-        prepared = imaging.run_in_pool(imaging.prepare_file, source, used, options.max_image_pixels)
+    if options.remove_bg:
+        prepared = pool.run_in_pool(
+            image_files.prepare_file, source, used, options.max_image_pixels
+        )
         cutout, note = _remove_background(runtime, prepared)
         if cutout is None:
             raise _BackgroundFailed(f"background removal failed: {note}")
-        outcome = imaging.run_in_pool(
-            imaging.finish_to_file, cutout, str(staged.parent), staged.stem, used, True
+        outcome = pool.run_in_pool(
+            image_files.finish_to_file, cutout, str(staged.parent), staged.stem, used, True
         )
     else:
-        outcome = imaging.run_in_pool(
-            imaging.finish_to_file, source, str(staged.parent), staged.stem, used, True
+        outcome = pool.run_in_pool(
+            image_files.finish_to_file, source, str(staged.parent), staged.stem, used, True
         )
     return dict(outcome), note
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from genfactory.engine.runtime import JobRuntime
+from genfactory.engine.steps import log_step, timed
 from genfactory.providers.base import ImageInput, QCRequest
 from genfactory.statuses import ImageStatus
 from genfactory.storage import repository
 from genfactory.storage.repository import ImageRecord
-from genfactory.tasks.common import log_step, timed
-from genfactory.tasks.runtime import JobRuntime
 
 
 def check_quality(runtime: JobRuntime, image: ImageRecord) -> ImageRecord:

@@ -10,13 +10,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from prefect import task
+
 from genfactory.config import Settings, apply_overrides, validate_settings
+from genfactory.engine.queue import claim_batch
 from genfactory.engine.recovery import recover_stale_executions
+from genfactory.engine.steps import TASK_OPTIONS, scrub_errors
 from genfactory.errors import UserError
+from genfactory.files import safe_name
 from genfactory.statuses import JobStatus
 from genfactory.storage import repository
 from genfactory.storage.db import data_dir
-from genfactory.tasks.files import safe_name
 from genfactory.tasks.initialize import JobPlan, initialize_job, resume_execution
 
 _SLOT_FIELDS = ("slot", "keyword", "variables", "aspect_ratio", "width", "height", "system_prompt")
@@ -109,3 +113,35 @@ def _created_before_a_kill(item_id: int, source_id: int) -> int | None:
 def end_rerun(item_id: int, error: str | None = None) -> None:
     status = repository.WORK_FAILED if error else repository.WORK_DONE
     repository.finish_work(item_id, status, error=error)
+
+
+# ---------------------------------------------------------------------------------------------
+# The tasks of the `rerun-jobs` flow
+
+
+@task(name="queue-reruns", **TASK_OPTIONS)
+@scrub_errors
+def queue_rerun_request(job_ids: list[int], overrides: dict[str, Any]) -> str:
+    """Queue a rerun of each job in the store; returns the batch id."""
+    return queue_reruns(job_ids, overrides)
+
+
+@task(name="claim-rerun-batch", **TASK_OPTIONS)
+def claim_rerun_batch() -> list[tuple[int, int, int | None, dict[str, Any]]]:
+    """The next queued batch: (item id, source id, result id, overrides) each; empty when done."""
+    return [(i.id, i.target_id, i.result_id, i.overrides) for i in claim_batch("rerun")]
+
+
+@task(name="start-rerun", task_run_name="rerun/{source_id}", **TASK_OPTIONS)
+@scrub_errors
+def start_rerun_job(
+    item_id: int, source_id: int, result_id: int | None, overrides: dict[str, Any]
+) -> JobPlan | None:
+    """The plan of the rerun's job (created, or the one a crash left), or None when done."""
+    return start_rerun(item_id, source_id, result_id, overrides)
+
+
+@task(name="end-rerun", **TASK_OPTIONS)
+def end_rerun_item(item_id: int, error: str | None) -> None:
+    """Mark a queued rerun done (or failed with `error`)."""
+    end_rerun(item_id, error)

@@ -3,7 +3,7 @@ metadata only, never QC, from the unprocessed original kept in temp.
 
 `retry_pending` → `processing` → `approved` | `retry_failed`, each change a compare-and-set in
 the store. The processing itself is the engine's (`process.render_staged`, `metadata.describe`,
-`metadata.approve`); only the statuses differ.
+`approval.approve`); only the statuses differ.
 """
 
 from __future__ import annotations
@@ -13,16 +13,26 @@ from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
+from prefect import task
+
 from genfactory.config import Settings, apply_overrides, validate_settings
+from genfactory.engine.queue import claim_batch
+from genfactory.engine.runtime import release_runtime, start_runtime
+from genfactory.engine.steps import (
+    TASK_OPTIONS,
+    describe_error,
+    error_code,
+    log_step,
+    scrub_errors,
+)
 from genfactory.errors import UserError
 from genfactory.statuses import RETRYABLE_IMAGE_STATUSES, ImageStatus, JobStatus
 from genfactory.storage import repository
 from genfactory.storage.models import utcnow
 from genfactory.storage.repository import ImageRecord, TransitionError
-from genfactory.tasks.common import describe_error, error_code, log_step
-from genfactory.tasks.metadata import approve, describe
+from genfactory.tasks.approval import approve
+from genfactory.tasks.metadata import describe
 from genfactory.tasks.process import render_staged, staged_path
-from genfactory.tasks.runtime import release_runtime, start_runtime
 
 #: The only settings a retry may change: the image is neither generated nor checked again.
 RETRY_SECTIONS = ("processing", "metadata")
@@ -225,3 +235,36 @@ def _retry(image_id: int, overrides: dict[str, Any], manual: bool) -> str:
     )
     repository.refresh_totals(image.execution_id)
     return str(image.status)
+
+
+# ---------------------------------------------------------------------------------------------
+# The tasks of the `retry-images` flow
+
+
+@task(name="queue-retries", **TASK_OPTIONS)
+@scrub_errors
+def queue_retry_request(
+    job_id: int | None,
+    image_ids: list[int] | None,
+    statuses: list[str] | None,
+    overrides: dict[str, Any],
+    manual: bool,
+) -> int:
+    """Queue the images to retry in the store; returns how many."""
+    _batch, count = queue_retries(
+        job_id=job_id, image_ids=image_ids, statuses=statuses, overrides=overrides, manual=manual
+    )
+    return count
+
+
+@task(name="claim-retry-batch", **TASK_OPTIONS)
+def claim_retry_batch() -> list[tuple[int, int, dict[str, Any], bool]]:
+    """The next queued batch: (item id, image id, overrides, manual) each; empty when done."""
+    return [(i.id, i.target_id, i.overrides, i.manual) for i in claim_batch("retry")]
+
+
+@task(name="retry-image", task_run_name="retry/{image_id}", **TASK_OPTIONS)
+@scrub_errors
+def retry_one_image(item_id: int, image_id: int, overrides: dict[str, Any], manual: bool) -> str:
+    """Retry (or approve by hand) one queued image; returns its final status."""
+    return retry_image(item_id, image_id, overrides, manual)

@@ -1,17 +1,17 @@
-"""A job never stays `running` after its run ended: flow-state hooks for crashes, cancels and
-failures (killed processes, where no hook runs, are found by `engine.recovery`)."""
+"""A job's end: its runtime closed, and a job never left `running` after its run ended (the
+flow-state hooks for crashes, cancels and failures; killed processes, where no hook runs, are
+found by `engine.recovery`)."""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
-from genfactory.logs import redact
+from genfactory.engine.runtime import peek_runtime, release_runtime
+from genfactory.logs import close_job_log, redact
 from genfactory.statuses import JobStatus
 from genfactory.storage import repository
 from genfactory.storage.repository import TransitionError
-from genfactory.tasks.finish import close_runtime
-from genfactory.tasks.runtime import peek_runtime
 
 logger = logging.getLogger("genfactory.lifecycle")
 
@@ -47,3 +47,10 @@ def execution_of_flow_run(flow_run: Any) -> int | None:
     except Exception:
         return None
     return execution.id if execution is not None else None
+
+
+def close_runtime(execution_id: int) -> None:
+    """Close providers and the job's log file."""
+    runtime = release_runtime(execution_id)
+    if runtime is not None and runtime.log_handler is not None:
+        close_job_log(runtime.log_handler)

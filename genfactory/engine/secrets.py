@@ -11,8 +11,8 @@ import logging
 from typing import Any
 
 from genfactory.config import Credentials, Settings
+from genfactory.engine.limits import prefect_server_configured
 from genfactory.providers.registry import needed_services
-from genfactory.tasks.limits import prefect_server_configured
 
 logger = logging.getLogger("genfactory.secrets")
 

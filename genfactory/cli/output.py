@@ -1,4 +1,5 @@
-"""Machine-readable output of the CLI (`--json`): records as JSON, times in ISO 8601."""
+"""What the CLI prints besides its tables: records as JSON (`--json`, times in ISO 8601) and
+the estimated cost lines of a job."""
 
 from __future__ import annotations
 
@@ -33,3 +34,19 @@ def print_json(value: Any) -> None:
 
     sys.stdout.write(json.dumps(redact_value(plain(value)), indent=2, sort_keys=True) + "\n")
     sys.stdout.flush()
+
+
+def cost_rows(snapshot: dict[str, Any], usage: dict[str, Any]) -> list[tuple[str, Any]]:
+    """`jobs show` and the run summary: the estimated cost per service, from the usage and the
+    job's own prices."""
+    from genfactory import pricing
+    from genfactory.config import Settings
+
+    try:
+        settings = Settings.model_validate(snapshot)
+    except ValueError:  # a snapshot from an older version: today's default prices
+        settings = Settings()
+    return [
+        (f"cost {service}", f"{cost} (estimated)")
+        for service, _calls, cost in pricing.cost_rows(settings, usage)
+    ]

@@ -18,16 +18,16 @@ from dataclasses import dataclass, field
 
 from genfactory import pricing
 from genfactory.config import Credentials, Settings, validate_settings
+from genfactory.engine import pool
+from genfactory.engine.limits import make_limiter
+from genfactory.engine.secrets import load_credentials
+from genfactory.engine.steps import describe_error
 from genfactory.errors import BudgetExceeded, JobFatalError, JobStopped
 from genfactory.logs import register_secrets
 from genfactory.providers.base import Usage
 from genfactory.providers.registry import ProviderContext, ProviderSet
 from genfactory.statuses import JobStatus
 from genfactory.storage import repository
-from genfactory.tasks import imaging
-from genfactory.tasks.common import describe_error
-from genfactory.tasks.limits import make_limiter
-from genfactory.tasks.secrets import load_credentials
 
 
 @dataclass
@@ -128,7 +128,7 @@ def start_runtime(
         credentials=credentials,
         usage=Usage(),
         limiter=make_limiter(settings),
-        run_heavy=imaging.run_in_pool,
+        run_heavy=pool.run_in_pool,
     )
     runtime = JobRuntime(execution_id=execution_id, settings=settings, context=context)
     runtime.usage_before = runtime.store.get_execution(execution_id).usage or {}

@@ -1,9 +1,9 @@
-"""The file edge of image processing, and the process pool it runs in.
+"""The process pool heavy image work runs in (`run_in_pool`).
 
-`prepare_file` and `finish_to_file` read files, run `genfactory.processing` and write the
-result; they are top-level functions taking plain values, so `run_in_pool` can ship them to
-a worker process. Pillow holds the GIL for much of its work, so threads alone would not use
-more than one core: the pool does.
+The file edge of processing (`genfactory.tasks.image_files`) and model inference of the local
+engines are top-level functions taking plain values, so `run_in_pool` can ship them to a worker
+process. Pillow holds the GIL for much of its work, so threads alone would not use more than
+one core: the pool does.
 
 The pool uses the "forkserver" start method (or "spawn" where that is missing): the caller
 runs Prefect and threads, and forking a threaded process can copy a held lock into the child.
@@ -21,34 +21,21 @@ from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.context import BaseContext
-from pathlib import Path
 from typing import Any, TypeVar
 
 from PIL import Image
 
-from genfactory.config import ProcessingSection
 from genfactory.errors import ImageRejected
-from genfactory.processing import (
-    EXTENSIONS,
-    Stage,
-    embed_metadata,
-    encode,
-    open_image,
-    perceptual_hash,
-    process_image,
-)
-from genfactory.tasks.files import safe_name, write_atomically, write_replacing
 
 T = TypeVar("T")
 
 POOL_ENV = "GENFACTORY_PROCESS_POOL"
 
+#: Imported once by the fork server, so every worker starts with them loaded.
+PRELOAD = [__name__, "genfactory.processing", "genfactory.config"]
+
 _pool: ProcessPoolExecutor | None = None
 _pool_lock = threading.Lock()
-
-
-# ---------------------------------------------------------------------------------------------
-# The pool
 
 
 def pool_enabled() -> bool:
@@ -78,7 +65,7 @@ def _get_pool() -> ProcessPoolExecutor:
                 forkserver = multiprocessing.get_context("forkserver")
                 # The fork server imports the processing code once; every worker forked from
                 # it starts with Pillow and numpy loaded instead of importing them again.
-                forkserver.set_forkserver_preload([__name__])
+                forkserver.set_forkserver_preload(PRELOAD)
                 context = forkserver
             else:
                 context = multiprocessing.get_context("spawn")
@@ -157,81 +144,4 @@ def run_in_pool(fn: Callable[..., T], *args: Any) -> T:
     raise AssertionError("unreachable")
 
 
-# ---------------------------------------------------------------------------------------------
-# File edge: functions that run inside the pool
-
-
-def _read(src: str) -> bytes:
-    try:
-        return Path(src).read_bytes()
-    except FileNotFoundError:
-        raise ImageRejected(f"image file {src} does not exist") from None
-    except IsADirectoryError:
-        raise ImageRejected(f"image path {src} is a directory, not a file") from None
-
-
-def hash_file(src: str, max_pixels: int) -> int:
-    """Perceptual hash of an image file as generated (before any processing)."""
-    return perceptual_hash(open_image(_read(src), max_pixels=max_pixels))
-
-
-def prepare_file(src: str, settings: dict[str, Any], max_pixels: int) -> bytes:
-    """Decode the file at ``src``, run the "prepare" stage, return lossless PNG bytes.
-
-    Used before background removal: the PNG keeps alpha and the ICC profile, and is encoded
-    at the fastest zlib level since it only travels to the remover.
-    """
-    section = ProcessingSection.model_validate(settings)
-    image = process_image(open_image(_read(src), max_pixels=max_pixels), section, stage="prepare")
-    fast_png = section.model_copy(update={"png_quality": 100})
-    return encode(image, "png", fast_png)
-
-
-def finish_to_file(
-    src: str | bytes, dst_dir: str, stem: str, settings: dict[str, Any], replace: bool = False
-) -> dict[str, Any]:
-    """Process an image and write it to ``dst_dir/stem.<ext>`` (ext from convert_format).
-
-    ``src`` is a path (stages "prepare" and "finish" both run) or PNG bytes returned by
-    background removal ("finish" only: they were prepared before removal). Existing files
-    are never overwritten: a taken name gets ``-2``, ``-3``... before the extension (with
-    ``replace``, for a file name only this image uses, the file of that name is replaced).
-    Returns ``{"path", "width", "height", "format", "bytes"}``. (Near-duplicates are judged
-    on the original: see `hash_file`.)
-    """
-    section = ProcessingSection.model_validate(settings)
-    stage: Stage = "finish" if isinstance(src, bytes) else "all"
-    data = src if isinstance(src, bytes) else _read(src)
-    image = process_image(
-        open_image(data, max_pixels=section.max_image_pixels), section, stage=stage
-    )
-    fmt = section.convert_format
-    encoded = encode(image, fmt, section)
-    write = write_replacing if replace else write_atomically
-    path = write(Path(dst_dir), safe_name(stem, fallback="image"), EXTENSIONS[fmt], encoded)
-    return {
-        "path": str(path),
-        "width": image.width,
-        "height": image.height,
-        "format": fmt,
-        "bytes": len(encoded),
-    }
-
-
-def embed_file_metadata(path: str, title: str, description: str, keywords: list[str]) -> None:
-    """Embed IPTC/XMP into the output file at ``path`` (runs in the calling thread)."""
-    embed_metadata(Path(path), title=title, description=description, keywords=keywords)
-
-
-__all__ = [
-    "POOL_ENV",
-    "embed_file_metadata",
-    "finish_to_file",
-    "pool_enabled",
-    "pool_size",
-    "prepare_file",
-    "run_in_pool",
-    "shutdown_pool",
-    "warm_pool",
-    "write_atomically",
-]
+__all__ = ["POOL_ENV", "pool_enabled", "pool_size", "run_in_pool", "shutdown_pool", "warm_pool"]

@@ -1,29 +1,19 @@
-"""CLI commands that work on finished jobs: `retry`, `images approve`, `rerun`, `images show`,
-`jobs delete` and `clean` (registered on the `genfactory` app by `genfactory.cli`)."""
+"""CLI commands that work on finished jobs: `export`, `retry`, `images approve`, `rerun`,
+`images show`, `jobs delete` and `clean`."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from genfactory.cli import (
-    _exit_code,
-    _print_summary,
-    _quiet_console_logs,
-    _run_job,
-    app,
-    console,
-    err_console,
-    fail,
-    guarded,
-    images_app,
-    jobs_app,
-)
-from genfactory.cli_output import plain, print_json
+from genfactory.cli.app import app, console, err_console, fail, guarded, images_app, jobs_app
+from genfactory.cli.job_runner import exit_code, print_summary, quiet_console_logs, run_job
+from genfactory.cli.output import plain, print_json
 from genfactory.config import parse_set_option
 from genfactory.engine import server
 
@@ -51,14 +41,14 @@ def _start_prefect(verbose: bool) -> None:
     if guarded(lambda: server.ensure_started(api_url)):
         err_console.print(f"Started the local Prefect server (UI: {server.status().ui_url}).")
     if not verbose:
-        _quiet_console_logs()
+        quiet_console_logs()
 
 
 def _flow_result(state: Any) -> Any:
+    from genfactory.engine import pool
     from genfactory.errors import GenfactoryError, UserError
-    from genfactory.tasks import imaging
 
-    imaging.shutdown_pool()
+    pool.shutdown_pool()
     try:
         return state.result()
     except UserError as exc:
@@ -118,6 +108,52 @@ def _user(message: str) -> Exception:
     from genfactory.errors import UserError
 
     return UserError(message)
+
+
+_CHANGES_SHOWN = 200
+
+
+@app.command(
+    "export",
+    epilog="Examples:\n\n  genfactory export 3 --format xlsx\n\n"
+    "  genfactory export 3 4 --format zip --out ~/uploads/spring.zip\n\n"
+    "  genfactory export 3 --format adobe-csv --out ~/uploads/adobe",
+)
+def export_cmd(
+    job_ids: Annotated[list[int], typer.Argument(help="Job (execution) ids.", show_default=False)],
+    format_: Annotated[
+        str,
+        typer.Option(
+            "--format", "-f", help="xlsx, adobe-csv, freepik-csv, zip or html.", show_default=True
+        ),
+    ] = "xlsx",
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="A file for one job; a folder (or .zip) for several."),
+    ] = None,
+) -> None:
+    """Export jobs: Excel workbook, stock-site CSVs, an image ZIP or an HTML report.
+
+    No Prefect start-up: it reads the store and writes files (so does the export-job flow).
+
+    No Shutterstock export: Shutterstock refuses AI-generated content.
+    """
+    from genfactory.exports import run_export
+
+    result = guarded(lambda: run_export(job_ids, format_, out))
+    for line in result.changes[:_CHANGES_SHOWN]:
+        console.print(f"[yellow]changed[/] {escape(line)}", highlight=False, soft_wrap=True)
+    hidden = result.changes_total - len(result.changes[:_CHANGES_SHOWN])
+    if hidden > 0:
+        console.print(f"... and {hidden} more in {result.report or result.path}", highlight=False)
+    if result.changes_total:
+        console.print(
+            f"{result.changes_total} change(s) the stock limits forced"
+            + (f", listed in {result.report}" if result.report else ""),
+            highlight=False,
+            soft_wrap=True,
+        )
+    console.print(f"Export written: [bold]{result.path}[/]", highlight=False, soft_wrap=True)
 
 
 @app.command(
@@ -200,7 +236,7 @@ def rerun(
     guarded(_check)
     api_url = guarded(server.choose_api)
     if not verbose:
-        _quiet_console_logs()
+        quiet_console_logs()
     states: list[Any] = []
 
     def start(_flows: Any) -> Any:
@@ -210,13 +246,13 @@ def rerun(
         states.append(state)
         return state
 
-    last = _run_job(api_url, start)
+    last = run_job(api_url, start)
     summaries = _flow_result(states[0]) if states else [last]
     for summary in summaries:
         console.print(f"Job {summary['execution_id']} reran job {summary['rerun_of_id']}:")
-        _print_summary(summary)
+        print_summary(summary)
     codes = [
-        _exit_code({**s, "stopped_by_signal": last.get("stopped_by_signal")}) for s in summaries
+        exit_code({**s, "stopped_by_signal": last.get("stopped_by_signal")}) for s in summaries
     ]
     raise typer.Exit(max(codes, default=1))
 

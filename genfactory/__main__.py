@@ -1,0 +1,5 @@
+"""`python -m genfactory`: the `genfactory` command."""
+
+from genfactory.cli import main
+
+main()

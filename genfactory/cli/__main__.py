@@ -1,0 +1,5 @@
+"""`python -m genfactory.cli`."""
+
+from genfactory.cli import main
+
+main()
