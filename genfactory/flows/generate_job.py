@@ -4,6 +4,7 @@ summary (SPEC §1). Why a task per slot and not a subflow: benchmarks/README.md.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,16 @@ def _ui_cancel_requested() -> str | None:
     return None
 
 
+def _slot_state(future: PrefectFuture[Any]) -> Any:
+    """A finished slot's state, from its thread when it has one: `future.state` alone reads the
+    task run back from the Prefect API, one request per slot."""
+    with contextlib.suppress(Exception):
+        # Raises when the task run could not even be created; `state` then asks the API (the
+        # slot is left for `reconcile`).
+        future.wait()
+    return future.state
+
+
 def _run(plan: JobPlan) -> dict[str, Any]:
     """Map the plan's slots, carry on whatever the orchestration lost, finish."""
     runtime = get_runtime(plan.execution_id)
@@ -97,7 +108,7 @@ def _run(plan: JobPlan) -> dict[str, Any]:
                 for slot_id, slot in plan.slots
             ]
             for future in as_completed(futures):
-                state = future.state
+                state = _slot_state(future)
                 advance(progress, "" if state.is_completed() else f"slot: {state.message}")
         reconcile(plan.execution_id)
     return finish_job(plan.execution_id)
