@@ -96,7 +96,6 @@ def _run(plan: JobPlan) -> dict[str, Any]:
     """Map the plan's slots, carry on whatever the orchestration lost, finish."""
     runtime = get_runtime(plan.execution_id)
     done_before = plan.total_slots - len(plan.slots)
-    progress = start_progress(plan.execution_id, plan.label, plan.total_slots, done_before)
     with JobControl(runtime, external_stop=_ui_cancel_requested):
         runner: ThreadPoolTaskRunner[Any]
         with ThreadPoolTaskRunner(max_workers=plan.max_concurrency) as runner:
@@ -107,6 +106,8 @@ def _run(plan: JobPlan) -> dict[str, Any]:
                 )
                 for slot_id, slot in plan.slots
             ]
+            # The progress artifact is an API round trip: the first slots are running by now.
+            progress = start_progress(plan.execution_id, plan.label, plan.total_slots, done_before)
             for future in as_completed(futures):
                 state = _slot_state(future)
                 advance(progress, "" if state.is_completed() else f"slot: {state.message}")

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import bindparam, delete, func, select, text, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session
 
@@ -177,15 +177,24 @@ def _columns(cls: type[Any], model: type[Any]) -> tuple[Any, ...]:
     return _LABELLED[key]
 
 
+_BY_ID: dict[Any, Any] = {}
+
+
+def _select_by_id(cls: type[Any], model: type[Any]) -> Any:
+    """`SELECT <the record's columns> WHERE id = :row_id`, built once per record class: a
+    statement built anew per call costs SQLAlchemy its cache key each time (~0.15 ms)."""
+    key = (cls, model)
+    if key not in _BY_ID:
+        _BY_ID[key] = select(*_columns(cls, model)).where(
+            model.__table__.c.id == bindparam("row_id")
+        )
+    return _BY_ID[key]
+
+
 def _fetch(session: Session, cls: type[Any], model: type[Any], row_id: int, what: str) -> Any:
     """One row as a record, by a Core select on the session's connection: the hot path of
     every step skips the ORM's per-statement work."""
-    table = model.__table__
-    row = (
-        session.connection()
-        .execute(select(*_columns(cls, model)).where(table.c.id == row_id))
-        .first()
-    )
+    row = session.connection().execute(_select_by_id(cls, model), {"row_id": row_id}).first()
     if row is None:
         raise NotFound(f"{what} {row_id} does not exist")
     return _record(cls, row._mapping, mapping=True)
