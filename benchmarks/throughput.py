@@ -189,6 +189,34 @@ def direct_image_work(settings: Any, slots: int, concurrency: int) -> float:
     return elapsed
 
 
+def quiet_console_logs() -> None:
+    """As `genfactory run` does (`cli.job_runner.quiet_console_logs`): run logs go to the job's
+    log file, the terminal shows warnings; the job pays what the command pays, no console lines."""
+    import logging
+
+    for name in (None, "prefect", "prefect.flow_runs", "prefect.task_runs", "genfactory"):
+        for handler in logging.getLogger(name).handlers:
+            if isinstance(handler, logging.StreamHandler) and not isinstance(
+                handler, logging.FileHandler
+            ):
+                handler.setLevel(logging.WARNING)
+
+
+def _drain_prefect() -> None:
+    """Ship the logs and events still queued in this process while the API is up."""
+    try:
+        from prefect.events.worker import EventsWorker
+        from prefect.logging.handlers import APILogWorker
+
+        from genfactory.engine import pool as process_pool
+
+        process_pool.shutdown_pool()
+        APILogWorker.drain_all(timeout=30)
+        EventsWorker.drain_all(timeout=30)
+    except Exception as exc:  # figures are printed already; say why the drain failed
+        print(f"(draining Prefect's log and event queues failed: {exc})", file=sys.stderr)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--slots", type=int, default=32)
@@ -321,6 +349,7 @@ def main() -> None:
         from genfactory.tasks.initialize import prepare
 
         settings, _ = prepare(Settings.model_validate(settings_data))
+        quiet_console_logs()
         from genfactory.engine import pool as process_pool
 
         process_pool.warm_pool()  # both the job and the direct baseline start with a warm pool
@@ -398,6 +427,8 @@ def main() -> None:
         if args.json:
             print(json.dumps(figures))
     finally:
+        if server is not None:
+            _drain_prefect()  # before the server stops: nothing is shipped to a dead API
         for process in (fake, server):
             if process is not None:
                 try:

@@ -138,6 +138,26 @@ class StructuredFormatter(logging.Formatter):
 JOB_LOGGERS = ("genfactory", "prefect.flow_runs", "prefect.task_runs")
 
 
+#: One filter on Prefect's task-run logger while any job runs without debug: the routine
+#: "Finished in state Completed()" record (1.5 per image) is then not made into a log line for
+#: the console or shipped to the Prefect API at all; the run's state shows it in the UI.
+_ROUTINE_FILTER = RoutineStatesFilter()
+_routine_users = 0
+_routine_lock = threading.Lock()
+
+
+def _drop_routine_states(on: bool) -> None:
+    global _routine_users
+    with _routine_lock:
+        _routine_users += 1 if on else -1
+        logger = logging.getLogger("prefect.task_runs")
+        if _routine_users > 0:
+            logger.addFilter(_ROUTINE_FILTER)
+        else:
+            _routine_users = 0
+            logger.removeFilter(_ROUTINE_FILTER)
+
+
 def open_job_log(path: Path, *, debug: bool = False) -> logging.Handler:
     """Start writing job logs to `path`; returns the handler to pass to `close_job_log`."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -146,7 +166,8 @@ def open_job_log(path: Path, *, debug: bool = False) -> logging.Handler:
     handler.setFormatter(StructuredFormatter())
     handler.addFilter(RedactingFilter())
     if not debug:
-        handler.addFilter(RoutineStatesFilter())
+        handler.addFilter(_ROUTINE_FILTER)
+        _drop_routine_states(True)
     for name in JOB_LOGGERS:
         logger = logging.getLogger(name)
         logger.addHandler(handler)
@@ -158,6 +179,8 @@ def open_job_log(path: Path, *, debug: bool = False) -> logging.Handler:
 def close_job_log(handler: logging.Handler) -> None:
     for name in JOB_LOGGERS:
         logging.getLogger(name).removeHandler(handler)
+    if _ROUTINE_FILTER in handler.filters:
+        _drop_routine_states(False)
     handler.close()
 
 

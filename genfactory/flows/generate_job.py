@@ -4,6 +4,7 @@ summary (SPEC §1). Why a task per slot and not a subflow: benchmarks/README.md.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,16 @@ def _ui_cancel_requested() -> str | None:
     return None
 
 
+def _slot_state(future: PrefectFuture[Any]) -> Any:
+    """A finished slot's state, from its thread when it has one: `future.state` alone reads the
+    task run back from the Prefect API, one request per slot."""
+    with contextlib.suppress(Exception):
+        # Raises when the task run could not even be created; `state` then asks the API (the
+        # slot is left for `reconcile`).
+        future.wait()
+    return future.state
+
+
 def run_plan(plan: JobPlan) -> dict[str, Any]:
     """Map the plan's slots, carry on whatever the orchestration lost, finish.
 
@@ -88,7 +99,6 @@ def run_plan(plan: JobPlan) -> dict[str, Any]:
     could not start or report, e.g. the Prefect API failing), so it must not need Prefect."""
     runtime = get_runtime(plan.execution_id)
     done_before = plan.total_slots - len(plan.slots)
-    progress = start_progress(plan.execution_id, plan.label, plan.total_slots, done_before)
     with JobControl(runtime, external_stop=_ui_cancel_requested):
         runner: ThreadPoolTaskRunner[Any]
         with ThreadPoolTaskRunner(max_workers=plan.max_concurrency) as runner:
@@ -99,8 +109,10 @@ def run_plan(plan: JobPlan) -> dict[str, Any]:
                 )
                 for slot_id, slot in plan.slots
             ]
+            # The progress artifact is an API round trip: the first slots are running by now.
+            progress = start_progress(plan.execution_id, plan.label, plan.total_slots, done_before)
             for future in as_completed(futures):
-                state = future.state
+                state = _slot_state(future)
                 advance(progress, "" if state.is_completed() else f"slot: {state.message}")
         reconcile(plan.execution_id)
     return finish_job(plan.execution_id)

@@ -11,7 +11,7 @@ from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import ColumnElement, Engine, RowMapping, Table, select, update
+from sqlalchemy import ColumnElement, Engine, RowMapping, Select, Table, bindparam, select, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -106,15 +106,25 @@ def record_from_row(model: type[M], row: RowMapping) -> M:
     return model(**{key: row[key] for key in column_keys(model)})
 
 
+_BY_ID: dict[type[Any], Select[Any]] = {}
+
+
+def _select_by_id(model: type[Any]) -> Select[Any]:
+    """`SELECT <the record's columns> WHERE id = :row_id`, built once per model: a statement
+    built anew per call costs SQLAlchemy its cache key each time (~0.15 ms)."""
+    statement = _BY_ID.get(model)
+    if statement is None:
+        statement = select(*labelled_columns(model)).where(
+            model.__table__.c.id == bindparam("row_id")
+        )
+        _BY_ID[model] = statement
+    return statement
+
+
 def fetch(session: Session, model: type[M], row_id: int, what: str) -> M:
     """One row as a record, by a Core select on the session's connection: the hot path of
     every step skips the ORM's per-statement work."""
-    table = model.__table__
-    row = (
-        session.connection()
-        .execute(select(*labelled_columns(model)).where(table.c.id == row_id))
-        .first()
-    )
+    row = session.connection().execute(_select_by_id(model), {"row_id": row_id}).first()
     if row is None:
         raise NotFound(f"{what} {row_id} does not exist")
     return record_from_row(model, row._mapping)
