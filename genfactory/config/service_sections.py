@@ -93,9 +93,9 @@ def _concurrency_fields() -> dict[str, Any]:
 
 
 if TYPE_CHECKING:
-
+    # What mypy sees of the model built below: the per-service caps are read with `cap()`.
     class ConcurrencySection(_Concurrency):
-        scope: Scope
+        scope: Scope = "process"
 
 else:
     ConcurrencySection = create_model(

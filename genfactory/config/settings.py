@@ -40,20 +40,20 @@ class Settings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-    job: JobSection = Field(default_factory=JobSection)  # type: ignore[arg-type]
-    prompts: PromptSection = Field(default_factory=PromptSection)  # type: ignore[arg-type]
-    generation: GenerationSection = Field(default_factory=GenerationSection)  # type: ignore[arg-type]
+    job: JobSection = Field(default_factory=JobSection)
+    prompts: PromptSection = Field(default_factory=PromptSection)
+    generation: GenerationSection = Field(default_factory=GenerationSection)
     providers: ProvidersSection = Field(default_factory=ProvidersSection)
-    processing: ProcessingSection = Field(default_factory=ProcessingSection)  # type: ignore[arg-type]
-    qc: QualitySection = Field(default_factory=QualitySection)  # type: ignore[arg-type]
-    metadata: MetadataSection = Field(default_factory=MetadataSection)  # type: ignore[arg-type]
-    openai: OpenAISection = Field(default_factory=OpenAISection)  # type: ignore[arg-type]
-    piapi: PiAPISection = Field(default_factory=PiAPISection)  # type: ignore[arg-type]
-    runware: RunwareSection = Field(default_factory=RunwareSection)  # type: ignore[arg-type]
-    sdwebui: SDWebUISection = Field(default_factory=SDWebUISection)  # type: ignore[arg-type]
-    removebg: RemoveBGSection = Field(default_factory=RemoveBGSection)  # type: ignore[arg-type]
-    concurrency: ConcurrencySection = Field(default_factory=ConcurrencySection)  # type: ignore[arg-type]
-    pricing: PricingSection = Field(default_factory=PricingSection)  # type: ignore[arg-type]
+    processing: ProcessingSection = Field(default_factory=ProcessingSection)
+    qc: QualitySection = Field(default_factory=QualitySection)
+    metadata: MetadataSection = Field(default_factory=MetadataSection)
+    openai: OpenAISection = Field(default_factory=OpenAISection)
+    piapi: PiAPISection = Field(default_factory=PiAPISection)
+    runware: RunwareSection = Field(default_factory=RunwareSection)
+    sdwebui: SDWebUISection = Field(default_factory=SDWebUISection)
+    removebg: RemoveBGSection = Field(default_factory=RemoveBGSection)
+    concurrency: ConcurrencySection = Field(default_factory=ConcurrencySection)
+    pricing: PricingSection = Field(default_factory=PricingSection)
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Settings:

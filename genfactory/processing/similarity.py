@@ -21,7 +21,7 @@ def _dct_matrix(n: int) -> np.ndarray:
     """Orthonormal DCT-II basis: coefficients = D @ x @ D.T."""
     k = np.arange(n)[:, None]
     i = np.arange(n)[None, :]
-    matrix = np.sqrt(2.0 / n) * np.cos(np.pi * (2 * i + 1) * k / (2 * n))
+    matrix: np.ndarray = np.sqrt(2.0 / n) * np.cos(np.pi * (2 * i + 1) * k / (2 * n))
     matrix[0, :] = np.sqrt(1.0 / n)
     return matrix
 

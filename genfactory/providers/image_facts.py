@@ -54,7 +54,8 @@ class ImageFacts:
 
 def _nearest(pixels: np.ndarray, palette: Mapping[str, tuple[int, int, int]]) -> np.ndarray:
     refs = np.asarray(list(palette.values()), dtype=np.float32)
-    return ((pixels[:, None, :] - refs[None, :, :]) ** 2).sum(axis=2).argmin(axis=1)
+    nearest: np.ndarray = ((pixels[:, None, :] - refs[None, :, :]) ** 2).sum(axis=2).argmin(axis=1)
+    return nearest
 
 
 def measure(data: bytes, palette: Mapping[str, tuple[int, int, int]]) -> ImageFacts | None:
