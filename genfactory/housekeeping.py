@@ -1,4 +1,4 @@
-"""Deleting a job and cleaning the temp directories (SPEC §6): which files a job owns, and
+"""Deleting a job and cleaning the temp directories (docs/SPEC.md §6): which files a job owns, and
 which temp files no retry can need any more. Plain functions; the CLI asks and prints."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Keywords files (SPEC §2): a .txt (one keyword per line) or a .csv (a header, one slot's
+"""Keywords files (docs/SPEC.md §2): a .txt (one keyword per line) or a .csv (a header, one slot's
 variables per row) read into a `KeywordSource`. Pure (no Prefect, no SQL, no network); every
 user mistake is an `InputFileError` with one sentence naming the file, the place and the fix.
 """

@@ -1,4 +1,5 @@
-"""Media types from the bytes themselves: URLs, extensions and Content-Type lie (SPEC §11)."""
+"""Media types from the bytes themselves: URLs, extensions and Content-Type lie
+(docs/SPEC.md §11)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ EXTENSIONS = {
 
 
 def sniff_media_type(data: bytes) -> str | None:
-    """The image type from its magic bytes; URLs, extensions and Content-Type lie (SPEC §11)."""
+    """The image type from its magic bytes; URLs, extensions and Content-Type lie
+    (docs/SPEC.md §11)."""
     if data.startswith(b"\x89PNG\r\n\x1a\n"):
         return "image/png"
     if data.startswith(b"\xff\xd8\xff"):

@@ -26,7 +26,7 @@ INIT_SHARE = 0.2
 
 
 def job_fraction(done_slots: int, total_slots: int) -> float:
-    """SPEC §1: initialisation is 20 %, the per-image work the remaining 80 %."""
+    """docs/SPEC.md §1: initialisation is 20 %, the per-image work the remaining 80 %."""
     if total_slots <= 0:
         return 1.0
     return INIT_SHARE + (1 - INIT_SHARE) * done_slots / total_slots

@@ -1,6 +1,6 @@
 """Slot building for a job's initialisation: prompt templates and the slot plan.
 
-Pure functions (no Prefect, no SQL, no network): load and fill a prompt template (SPEC §10
+Pure functions (no Prefect, no SQL, no network): load and fill a prompt template (docs/SPEC.md §10
 placeholders), and plan the job's generation slots with their keyword (from a keywords file,
 `genfactory.keywords`), filled prompt template and aspect ratio. Every user mistake is an
 `InputFileError` with one sentence naming the file, the place and the fix.

@@ -1,5 +1,5 @@
 """The job engine's state machine: every status a job execution, a generation slot or an image
-can have, and every change allowed between them (SPEC §5).
+can have, and every change allowed between them (docs/SPEC.md §5).
 
 The store applies each change as a compare-and-set (`UPDATE … WHERE status = expected`); a
 change not listed here, or from a status other than the one expected, is refused with an error
@@ -67,7 +67,7 @@ OPEN_IMAGE_STATUSES = frozenset(
 )
 FINAL_SLOT_STATUSES = frozenset({SlotStatus.GENERATED, SlotStatus.FAILED})
 
-#: Statuses an image may be retried from (SPEC §5).
+#: Statuses an image may be retried from (docs/SPEC.md §5).
 RETRYABLE_IMAGE_STATUSES = frozenset(
     {ImageStatus.QC_FAILED, ImageStatus.FAILED, ImageStatus.RETRY_FAILED}
 )

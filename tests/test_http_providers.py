@@ -404,7 +404,7 @@ def test_vision_qc_sends_schema_rules_and_the_real_media_type(
     )
     provider = make(OpenAIVisionQC, settings)
     jpeg = png(fmt="JPEG")
-    # The caller says PNG; the bytes are JPEG: the data URL must say JPEG (SPEC §11).
+    # The caller says PNG; the bytes are JPEG: the data URL must say JPEG (docs/SPEC.md §11).
     verdict = provider.check(
         QCRequest(image=ImageInput(jpeg, "image/png"), prompt="a red fox", aspect_ratio="1:1")
     )

@@ -1,4 +1,4 @@
-"""Keywords files, templates and the slot plan (SPEC §1 step 1, §2, §10)."""
+"""Keywords files, templates and the slot plan (docs/SPEC.md §1 step 1, §2, §10)."""
 
 from __future__ import annotations
 

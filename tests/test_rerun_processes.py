@@ -121,7 +121,7 @@ def test_a_bulk_rerun_killed_mid_way_continues_with_the_remaining_jobs_one_at_a_
     dispose_engines()
     reruns = [rerun_of(source) for source in sources]
     # The killed rerun is resumed to its end (a slot killed mid-create fails rather than pay
-    # twice, SPEC §5); the others complete.
+    # twice, docs/SPEC.md §5); the others complete.
     assert all(r is not None for r in reruns), again.stdout.decode()
     assert [r.status for r in reruns if r] == [
         JobStatus.COMPLETED,

@@ -101,7 +101,7 @@ def test_deleting_an_execution_cascades_to_its_images() -> None:
 
 
 def test_executions_with_one_label_keep_their_own_settings() -> None:
-    # SPEC §11: jobs with one label shared one configuration row and overwrote each other's.
+    # docs/SPEC.md §11: jobs with one label shared one configuration row and overwrote each other's.
     a = repository.create_execution(
         label="same", settings_snapshot={"job": {"count": 1}}, output_dir="/o", temp_dir="/t"
     )

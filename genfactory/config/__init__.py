@@ -1,4 +1,5 @@
-"""Settings: one pydantic model for every setting (SPEC §10), loaded from TOML, env, then CLI.
+"""Settings: one pydantic model for every setting (docs/SPEC.md §10), loaded from TOML, then
+the environment, then CLI overrides.
 
 Rooms: `values` (setting value types and their parsers), `sections` (the job's sections and
 `providers.<role>`), `service_sections` (each service's options, `[concurrency]`, `[pricing]`),

@@ -1,5 +1,5 @@
-"""Loading settings: a TOML file, then the environment, then command-line overrides (SPEC §10);
-every mistake is one ConfigError naming the setting, the value and what is allowed."""
+"""Loading settings (docs/SPEC.md §10): a TOML file, then the environment, then command-line
+overrides; every mistake is one ConfigError naming the setting, the value and what is allowed."""
 
 from __future__ import annotations
 

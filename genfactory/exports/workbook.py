@@ -1,4 +1,4 @@
-"""Excel workbooks (pandas writes the tables, openpyxl formats them; SPEC §8).
+"""Excel workbooks (pandas writes the tables, openpyxl formats them; docs/SPEC.md §8).
 
 A job workbook has the sheets *Job Summary* (execution fields, counts, usage and cost per
 service, then Setting/Value) and *Images* (one row per image, a thumbnail column, the final

@@ -1,6 +1,6 @@
 """`generate_job` and `resume_job`: one flow run per job (or resume), the slots mapped as one
 `slot/<n>` task each on a thread pool capped at `job.max_concurrency`, then `reconcile` and the
-summary (SPEC §1). Why a task per slot and not a subflow: benchmarks/README.md."""
+summary (docs/SPEC.md §1). Why a task per slot and not a subflow: benchmarks/README.md."""
 
 from __future__ import annotations
 
@@ -155,7 +155,7 @@ def generate_job(
     config_file: str | None = None,
     overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Turn keywords into finished images (SPEC §1). Returns the job summary.
+    """Turn keywords into finished images (docs/SPEC.md §1). Returns the job summary.
 
     Args:
         settings: The complete settings (the CLI passes them); leave empty to build them from

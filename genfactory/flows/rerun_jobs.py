@@ -1,4 +1,4 @@
-"""`rerun_jobs`: rerun one or more jobs, one after another, never overlapping (SPEC §6). The
+"""`rerun_jobs`: rerun one or more jobs, one after another, never overlapping (docs/SPEC.md §6). The
 bulk is queued in the store first, so a crash mid-bulk continues, on the next run, with the
 job it was running and then the remaining ones."""
 

@@ -1,5 +1,5 @@
 """`retry_images`: retry failed images (or approve rejected ones by hand) of finished jobs —
-processing and metadata only, never QC (SPEC §5). The request is queued in the store first,
+processing and metadata only, never QC (docs/SPEC.md §5). The request is queued in the store first,
 then every queued batch runs, one at a time, including batches a crashed run left."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Image processing: pure Pillow/numpy functions composed by `process_image` (SPEC §4).
+"""Image processing: pure Pillow/numpy functions composed by `process_image` (docs/SPEC.md §4).
 
 Nothing here reads or writes files except `embed_metadata`; the file edge is
 `genfactory.tasks.image_files`, the process pool `genfactory.engine.pool`.

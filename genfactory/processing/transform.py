@@ -94,7 +94,7 @@ def flatten(image: Image.Image, background: Background) -> Image.Image:
 def process_image(
     image: Image.Image, settings: ProcessingSection, *, stage: Stage = "all"
 ) -> Image.Image:
-    """Run the pipeline stages on an open_image result (SPEC §4, without encoding).
+    """Run the pipeline stages on an open_image result (docs/SPEC.md §4, without encoding).
 
     "prepare": trim the transparent border (if trim_transparent_background); "finish":
     enhance (if image_enhancement), then upscale (if min_megapixels > 0); "all": both.

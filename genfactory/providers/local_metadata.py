@@ -4,7 +4,7 @@ Built from what is known for sure: the keyword (or CSV row) names the subject, t
 measured facts (`image_facts`: colours, orientation, plain background, flat artwork) tell
 the rest. The prompt contributes only its medium and style words and, last, its content
 words: a template's instructions ("create", "visually", "midjourney"...) never show. Stock
-limits (SPEC §3): a Title Case title of at most 70 characters without commas, a description
+limits (docs/SPEC.md §3): a Title Case title of at most 70 characters without commas, a description
 of at most 200 characters, `metadata.min_keywords`..`max_keywords` unique lowercase keywords,
 subject first, generic filler last and at most a third. Trademarks never appear. Word lists
 live in `genfactory/data/metadata.json`.

@@ -18,7 +18,7 @@ from genfactory.providers.base import ImageMetadata, QCRequest, QCVerdict
 TITLE_MAX = stock.STRICTEST.title_max
 DESCRIPTION_MAX = stock.STRICTEST.description_max
 
-#: Default QC rules (SPEC §3), from the original app.
+#: Default QC rules (docs/SPEC.md §3), from the original app.
 QC_RULES = (
     "visible text, letters, numbers, captions, watermarks or signatures",
     "logos, brand names or trademarks",

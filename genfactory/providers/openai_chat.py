@@ -11,7 +11,7 @@ all per image and step, then `MalformedResponse` with the raw text kept. The HTT
 only transport failures for these calls (`retry_malformed=False`). Metadata with too few
 keywords is never asked again: `metadata.too_few_keywords` pads, accepts or fails it.
 
-Images go out as base64 data URLs typed by their real bytes (SPEC §11); formats the API does
+Images go out as base64 data URLs typed by their real bytes (docs/SPEC.md §11); formats the API does
 not take (TIFF, BMP, AVIF...) are re-encoded as PNG first. What is asked and how answers are
 checked (schemas, instructions, normalisation) is in `openai_answers`.
 """
@@ -314,7 +314,7 @@ class OpenAIVisionMetadata(_OpenAIChat):
 
 
 class OpenAIVisionQC(_OpenAIChat):
-    """`QCProvider`: passed/reason from a vision model, rules of SPEC §3 plus `qc.rules`."""
+    """`QCProvider`: passed/reason from a vision model, rules of docs/SPEC.md §3 plus `qc.rules`."""
 
     def _qc_prompt(self) -> str | None:
         path = self.settings.qc.prompt_file

@@ -1,7 +1,7 @@
 """Midjourney through PiAPI-style task APIs: create a task, poll it, download the grid.
 
 PiAPI's Midjourney service is discontinued; its successors keep the task-and-poll contract, so
-paths, the auth header and the output fields are settings (`[piapi]`, SPEC §9).
+paths, the auth header and the output fields are settings (`[piapi]`, docs/SPEC.md §9).
 
 The service's concurrency slot (`concurrency.piapi`) is held for a task's whole life, create to
 completion, because Midjourney plans cap tasks in flight, not HTTP calls. Downloads come from a

@@ -55,7 +55,7 @@ class Jobs(StoreBase):
         worker_host: str | None = None,
         worker_pid: int | None = None,
     ) -> ExecutionRecord:
-        """A new `running` execution holding its own settings snapshot (SPEC §11: jobs with
+        """A new `running` execution holding its own settings snapshot (docs/SPEC.md §11: jobs with
         one label never share, nor overwrite, each other's settings)."""
         with self._writing() as s:
             execution = JobExecution(

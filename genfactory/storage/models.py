@@ -1,4 +1,4 @@
-"""The results store schema (SPEC §7): SQLAlchemy 2 typed models, written once.
+"""The results store schema (docs/SPEC.md §7): SQLAlchemy 2 typed models, written once.
 
 The models are also the records callers get back: the repository hands out detached
 instances (`ExecutionRecord` is `JobExecution`...), read as `record.field`. Statuses are

@@ -1,4 +1,4 @@
-"""Prefect tasks, one step each, and the step functions they run (SPEC §1, §4-§6).
+"""Prefect tasks, one step each, and the step functions they run (docs/SPEC.md §1, §4-§6).
 
 A job: `initialize` (initialize-job, resume-job) → per slot `pipeline` (slot/<n>, generate/<n>
 from `generate`, image/<n>-<i>) whose image runs `quality` → `process` (the file edge in

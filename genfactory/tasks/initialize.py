@@ -1,4 +1,5 @@
-"""Job initialisation (SPEC §1.1): validate, resolve files, create the execution and its slots."""
+"""Job initialisation (docs/SPEC.md §1.1): validate, resolve files, create the execution and its
+slots."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The process step (SPEC §4): near-duplicate check, then the Pillow pipeline in the process
+"""The process step (docs/SPEC.md §4): near-duplicate check, then the Pillow pipeline in the process
 pool with background removal between its two stages.
 
 The processed file is staged in the temp directory under a name only this image uses

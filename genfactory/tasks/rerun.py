@@ -1,4 +1,4 @@
-"""Rerunning jobs (SPEC §6): each rerun is a new execution built from the source execution's
+"""Rerunning jobs (docs/SPEC.md §6): each rerun is a new execution built from the source execution's
 settings snapshot and its stored slots (keywords, CSV rows, system prompts as planned — the
 keywords file need not exist any more), keys from the current environment, the full pipeline
 including QC. The source execution's rows are only read, never written."""

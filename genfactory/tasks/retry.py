@@ -1,4 +1,4 @@
-"""Retrying failed images and approving rejected ones by hand (SPEC §5): processing and
+"""Retrying failed images and approving rejected ones by hand (docs/SPEC.md §5): processing and
 metadata only, never QC, from the unprocessed original kept in temp.
 
 `retry_pending` → `processing` → `approved` | `retry_failed`, each change a compare-and-set in

@@ -13,7 +13,8 @@ from urllib.parse import urlsplit
 RAW_LIMIT = 500
 DETAIL_LIMIT = 200
 USER_AGENT = "genfactory/0.1 (+httpx)"
-#: Bound of a generation when the overall timeout is switched off (SPEC §10: always bounded).
+#: Bound of a generation when the overall timeout is switched off (docs/SPEC.md §10: always
+#: bounded).
 UNBOUNDED_GENERATION_SECONDS = 60 * 60.0
 #: Longest wait between two tries of a call (backoff or Retry-After); longer = rate limited.
 MAX_WAIT_SECONDS = 60.0
@@ -48,7 +49,7 @@ class RetryPolicy:
 
 
 def generation_timeout_seconds(settings: Any) -> float:
-    """The overall budget of one generation (SPEC §10: 15 min on; bounded even when off)."""
+    """The overall budget of one generation (docs/SPEC.md §10: 15 min on; bounded even when off)."""
     gen = settings.generation
     if gen.timeout_enabled:
         return float(gen.polling_timeout_minutes) * 60
