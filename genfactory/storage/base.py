@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar, cast
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar, cast
 
 from sqlalchemy import ColumnElement, Engine, RowMapping, Select, Table, bindparam, select, update
 from sqlalchemy import inspect as sa_inspect
@@ -71,6 +72,16 @@ class StoreBase:
         with self._reads() as session, session.begin():
             yield session
 
+    def _open_rows(
+        self, model: type[M], execution_id: int, statuses: Collection[str], *order: Any
+    ) -> list[M]:
+        """The rows of `model` (slots or images) of one execution in one of `statuses`, in
+        `order`."""
+        rows = model.__table__.c
+        query = select(model).where(rows.execution_id == execution_id, rows.status.in_(statuses))
+        with self._reading() as s:
+            return list(s.scalars(query.order_by(*order)))
+
 
 def get_row(session: Session, model: type[M], row_id: int, what: str) -> M:
     """The row `row_id` of `model`, loaded in `session`; NotFound names it as `what`."""
@@ -130,71 +141,63 @@ def fetch(session: Session, model: type[M], row_id: int, what: str) -> M:
     return record_from_row(model, row._mapping)
 
 
-def _prepare_cas(
-    model: type[Base],
-    table: dict[Any, frozenset[Any]],
-    row_id: int,
-    expected: str | Collection[str],
-    new: str,
-    what: str,
-    values: dict[str, Any],
-) -> tuple[Any, set[str]]:
-    expected_set = {expected} if isinstance(expected, str) else set(expected)
-    for current in expected_set:
-        if not allowed(table, current, new):
-            raise TransitionError(f"{what} {row_id}: {current} -> {new} is not a status change")
-    rows = cast(Table, model.__table__)
-    names = column_names(model)
-    statement = (
-        update(rows)
-        .where(rows.c.id == row_id, rows.c.status.in_(expected_set))
-        .values({names[key]: value for key, value in {"status": new, **values}.items()})
-    )
-    return statement, expected_set
+@dataclass(frozen=True)
+class StatusChange(Generic[M]):
+    """One compare-and-set of a row's status: row `row_id` of `model` goes from `expected`
+    to `new` (checked against the state machine `table`), setting `values` with it; `what`
+    names the row in errors ("image 12 ...")."""
+
+    model: type[M]
+    table: dict[Any, frozenset[Any]]
+    row_id: int
+    expected: str | Collection[str]
+    new: str
+    what: str
+    values: dict[str, Any]
+
+    def statement(self) -> tuple[Any, set[str]]:
+        """`UPDATE … WHERE id = ? AND status IN expected`, and the expected statuses."""
+        expected_set = {self.expected} if isinstance(self.expected, str) else set(self.expected)
+        for current in expected_set:
+            if not allowed(self.table, current, self.new):
+                raise TransitionError(
+                    f"{self.what} {self.row_id}: {current} -> {self.new} is not a status change"
+                )
+        rows = cast(Table, self.model.__table__)
+        names = column_names(self.model)
+        values = {"status": self.new, **self.values}
+        statement = (
+            update(rows)
+            .where(rows.c.id == self.row_id, rows.c.status.in_(expected_set))
+            .values({names[key]: value for key, value in values.items()})
+        )
+        return statement, expected_set
+
+    def refused(self, session: Session, expected: set[str]) -> Exception:
+        """The error for an update that changed no row: NotFound or TransitionError."""
+        rows = self.model.__table__
+        query = select(rows.c.status).where(rows.c.id == self.row_id)
+        found = session.connection().execute(query).scalar()
+        if found is None:
+            return NotFound(f"{self.what} {self.row_id} does not exist")
+        return TransitionError(
+            f"{self.what} {self.row_id} is {found}, expected {' or '.join(sorted(expected))}"
+            f" (to become {self.new})"
+        )
 
 
-def _refused(
-    session: Session, model: type[Base], row_id: int, expected: set[str], new: str, what: str
-) -> Exception:
-    rows = model.__table__
-    found = session.connection().execute(select(rows.c.status).where(rows.c.id == row_id)).scalar()
-    if found is None:
-        return NotFound(f"{what} {row_id} does not exist")
-    return TransitionError(
-        f"{what} {row_id} is {found}, expected {' or '.join(sorted(expected))} (to become {new})"
-    )
-
-
-def cas(
-    session: Session,
-    model: type[Base],
-    table: dict[Any, frozenset[Any]],
-    row_id: int,
-    expected: str | Collection[str],
-    new: str,
-    what: str,
-    values: dict[str, Any],
-) -> None:
+def cas(session: Session, change: StatusChange[Any]) -> None:
     """Compare-and-set one row's status: `UPDATE … WHERE id = ? AND status IN expected`;
     TransitionError when the row was not `expected`, NotFound when there is no such row."""
-    statement, expected_set = _prepare_cas(model, table, row_id, expected, new, what, values)
+    statement, expected_set = change.statement()
     if session.connection().execute(statement).rowcount != 1:
-        raise _refused(session, model, row_id, expected_set, new, what)
+        raise change.refused(session, expected_set)
 
 
-def cas_returning(
-    session: Session,
-    model: type[M],
-    table: dict[Any, frozenset[Any]],
-    row_id: int,
-    expected: str | Collection[str],
-    new: str,
-    what: str,
-    values: dict[str, Any],
-) -> M:
+def cas_returning(session: Session, change: StatusChange[M]) -> M:
     """`cas`, returning the updated row as a record (UPDATE … RETURNING)."""
-    statement, expected_set = _prepare_cas(model, table, row_id, expected, new, what, values)
-    row = session.connection().execute(statement.returning(*labelled_columns(model))).first()
+    statement, expected_set = change.statement()
+    row = session.connection().execute(statement.returning(*labelled_columns(change.model))).first()
     if row is None:
-        raise _refused(session, model, row_id, expected_set, new, what)
-    return record_from_row(model, row._mapping)
+        raise change.refused(session, expected_set)
+    return record_from_row(change.model, row._mapping)

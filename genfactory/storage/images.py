@@ -15,7 +15,7 @@ from genfactory.statuses import (
     ImageStatus,
     SlotStatus,
 )
-from genfactory.storage.base import StoreBase, cas, cas_returning, fetch, get_row
+from genfactory.storage.base import StatusChange, StoreBase, cas, cas_returning, fetch, get_row
 from genfactory.storage.models import GeneratedImage, GenerationSlot, ImageRecord, updatable
 
 #: What `update_image` / `transition_image` may set (the status only by a transition).
@@ -89,13 +89,15 @@ class Images(StoreBase):
             if slot_id is not None:
                 cas(
                     s,
-                    GenerationSlot,
-                    SLOT_TRANSITIONS,
-                    slot_id,
-                    SlotStatus.GENERATING,
-                    SlotStatus.GENERATED,
-                    "slot",
-                    {"error": None, "error_code": None, **(slot_fields or {})},
+                    StatusChange(
+                        GenerationSlot,
+                        SLOT_TRANSITIONS,
+                        slot_id,
+                        SlotStatus.GENERATING,
+                        SlotStatus.GENERATED,
+                        "slot",
+                        {"error": None, "error_code": None, **(slot_fields or {})},
+                    ),
                 )
             return [row.id for row in rows]
 
@@ -148,23 +150,22 @@ class Images(StoreBase):
             raise ValueError(f"cannot update image fields {sorted(unknown)}")
         with self._writing() as s:
             return cas_returning(
-                s, GeneratedImage, IMAGE_TRANSITIONS, image_id, expected, new, "image", fields
+                s,
+                StatusChange(
+                    GeneratedImage, IMAGE_TRANSITIONS, image_id, expected, new, "image", fields
+                ),
             )
 
     def open_images(self, execution_id: int) -> list[ImageRecord]:
         """Images of an execution the job engine has not finished (generated, qc_passed,
         processed), in slot order."""
-        with self._reading() as s:
-            return list(
-                s.scalars(
-                    select(GeneratedImage)
-                    .where(
-                        GeneratedImage.execution_id == execution_id,
-                        GeneratedImage.status.in_(OPEN_IMAGE_STATUSES),
-                    )
-                    .order_by(GeneratedImage.slot, GeneratedImage.image_index)
-                )
-            )
+        return self._open_rows(
+            GeneratedImage,
+            execution_id,
+            OPEN_IMAGE_STATUSES,
+            GeneratedImage.slot,
+            GeneratedImage.image_index,
+        )
 
     def approve_image(
         self,
@@ -196,7 +197,12 @@ class Images(StoreBase):
             else:
                 values = {"error": None, "error_code": None, **fields}
                 new = ImageStatus.APPROVED
-            cas(s, GeneratedImage, IMAGE_TRANSITIONS, image_id, expected, new, "image", values)
+            cas(
+                s,
+                StatusChange(
+                    GeneratedImage, IMAGE_TRANSITIONS, image_id, expected, new, "image", values
+                ),
+            )
             return get_row(s, GeneratedImage, image_id, "image"), duplicate_of
 
     def approved_hashes(self, execution_id: int | None) -> list[tuple[int, str]]:

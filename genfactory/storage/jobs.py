@@ -9,7 +9,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from genfactory.statuses import JOB_TRANSITIONS, ImageStatus, JobStatus
-from genfactory.storage.base import StoreBase, cas, fetch, get_row
+from genfactory.storage.base import StatusChange, StoreBase, cas, fetch, get_row
 from genfactory.storage.models import (
     ExecutionRecord,
     GeneratedImage,
@@ -113,7 +113,12 @@ class Jobs(StoreBase):
     ) -> ExecutionRecord:
         """Change an execution's status by compare-and-set (see `statuses.JOB_TRANSITIONS`)."""
         with self._writing() as s:
-            cas(s, JobExecution, JOB_TRANSITIONS, execution_id, expected, new, "job", values)
+            cas(
+                s,
+                StatusChange(
+                    JobExecution, JOB_TRANSITIONS, execution_id, expected, new, "job", values
+                ),
+            )
             return get_row(s, JobExecution, execution_id, "job")
 
     def finish_execution(
@@ -139,13 +144,15 @@ class Jobs(StoreBase):
                 values["error_message"] = error_message
             cas(
                 s,
-                JobExecution,
-                JOB_TRANSITIONS,
-                execution_id,
-                JobStatus.RUNNING,
-                status,
-                "job",
-                values,
+                StatusChange(
+                    JobExecution,
+                    JOB_TRANSITIONS,
+                    execution_id,
+                    JobStatus.RUNNING,
+                    status,
+                    "job",
+                    values,
+                ),
             )
             return get_row(s, JobExecution, execution_id, "job")
 
@@ -237,13 +244,15 @@ class Jobs(StoreBase):
                 )
                 cas(
                     s,
-                    JobExecution,
-                    JOB_TRANSITIONS,
-                    execution_id,
-                    (JobStatus.CANCELLED, JobStatus.INTERRUPTED),
-                    JobStatus.RUNNING,
-                    "job",
-                    values,
+                    StatusChange(
+                        JobExecution,
+                        JOB_TRANSITIONS,
+                        execution_id,
+                        (JobStatus.CANCELLED, JobStatus.INTERRUPTED),
+                        JobStatus.RUNNING,
+                        "job",
+                        values,
+                    ),
                 )
             else:
                 s.execute(

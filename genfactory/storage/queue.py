@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import select, update
 
 from genfactory.statuses import IMAGE_TRANSITIONS, ImageStatus
-from genfactory.storage.base import StoreBase, cas, get_row
+from genfactory.storage.base import StatusChange, StoreBase, cas, get_row
 from genfactory.storage.models import GeneratedImage, JobExecution, WorkItem, WorkRecord, utcnow
 
 #: Work queue item statuses: a `running` item whose worker is gone is taken up again.
@@ -36,13 +36,15 @@ class Queue(StoreBase):
             for position, image_id in enumerate(image_ids):
                 cas(
                     s,
-                    GeneratedImage,
-                    IMAGE_TRANSITIONS,
-                    image_id,
-                    from_statuses,
-                    ImageStatus.RETRY_PENDING,
-                    "image",
-                    {},
+                    StatusChange(
+                        GeneratedImage,
+                        IMAGE_TRANSITIONS,
+                        image_id,
+                        from_statuses,
+                        ImageStatus.RETRY_PENDING,
+                        "image",
+                        {},
+                    ),
                 )
                 row = get_row(s, GeneratedImage, image_id, "image")
                 s.add(

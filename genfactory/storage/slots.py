@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import select, update
 
 from genfactory.statuses import SLOT_TRANSITIONS, SlotStatus
-from genfactory.storage.base import StoreBase, cas, fetch
+from genfactory.storage.base import StatusChange, StoreBase, cas, fetch
 from genfactory.storage.models import GenerationSlot, SlotRecord, updatable
 
 #: What `update_slot` / `transition_slot` may set (the slot's status only by a transition).
@@ -80,18 +80,18 @@ class Slots(StoreBase):
         if count_attempt:
             values["attempts"] = GenerationSlot.attempts + 1
         with self._writing() as s:
-            cas(s, GenerationSlot, SLOT_TRANSITIONS, slot_id, expected, new, "slot", values)
+            cas(
+                s,
+                StatusChange(
+                    GenerationSlot, SLOT_TRANSITIONS, slot_id, expected, new, "slot", values
+                ),
+            )
 
     def open_slots(self, execution_id: int) -> list[SlotRecord]:
         """Slots of an execution not yet generated or failed, in slot order."""
-        with self._reading() as s:
-            return list(
-                s.scalars(
-                    select(GenerationSlot)
-                    .where(
-                        GenerationSlot.execution_id == execution_id,
-                        GenerationSlot.status.in_((SlotStatus.PENDING, SlotStatus.GENERATING)),
-                    )
-                    .order_by(GenerationSlot.slot)
-                )
-            )
+        return self._open_rows(
+            GenerationSlot,
+            execution_id,
+            (SlotStatus.PENDING, SlotStatus.GENERATING),
+            GenerationSlot.slot,
+        )
