@@ -10,6 +10,17 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from genfactory.storage.migrations.columns import (
+    create_job_configurations,
+    errors,
+    execution,
+    key,
+    of_execution,
+    status,
+    timestamps,
+    worker,
+)
+
 revision = "0001"
 down_revision = None
 branch_labels = None
@@ -17,22 +28,14 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.create_table(
-        "job_configurations",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("name", sa.String(length=200), nullable=False),
-        sa.Column("settings", sa.JSON(), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("id"),
-    )
+    create_job_configurations()
     op.create_table(
         "job_executions",
-        sa.Column("id", sa.Integer(), nullable=False),
+        key(),
         sa.Column("configuration_id", sa.Integer(), nullable=True),
         sa.Column("rerun_of_id", sa.Integer(), nullable=True),
         sa.Column("label", sa.String(length=200), nullable=False),
-        sa.Column("status", sa.String(length=20), nullable=False),
+        status(),
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("completed_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("total_images", sa.Integer(), nullable=False),
@@ -42,14 +45,12 @@ def upgrade() -> None:
         sa.Column("error_message", sa.Text(), nullable=True),
         sa.Column("settings_snapshot", sa.JSON(), nullable=False),
         sa.Column("flow_run_id", sa.String(length=64), nullable=True),
-        sa.Column("worker_host", sa.String(length=255), nullable=True),
-        sa.Column("worker_pid", sa.Integer(), nullable=True),
+        *worker(),
         sa.Column("usage", sa.JSON(), nullable=False),
         sa.Column("output_dir", sa.Text(), nullable=True),
         sa.Column("temp_dir", sa.Text(), nullable=True),
         sa.Column("log_path", sa.Text(), nullable=True),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        *timestamps(),
         sa.ForeignKeyConstraint(
             ["configuration_id"], ["job_configurations.id"], ondelete="SET NULL"
         ),
@@ -67,16 +68,16 @@ def upgrade() -> None:
 
     op.create_table(
         "generated_images",
-        sa.Column("id", sa.Integer(), nullable=False),
+        key(),
         sa.Column("image_mapping_id", sa.String(length=64), nullable=False),
-        sa.Column("execution_id", sa.Integer(), nullable=False),
+        execution(),
         sa.Column("slot", sa.Integer(), nullable=False),
         sa.Column("image_index", sa.Integer(), nullable=False),
         sa.Column("generation_prompt", sa.Text(), nullable=False),
         sa.Column("keyword", sa.Text(), nullable=True),
         sa.Column("aspect_ratio", sa.String(length=20), nullable=True),
         sa.Column("seed", sa.Integer(), nullable=True),
-        sa.Column("status", sa.String(length=20), nullable=False),
+        status(),
         sa.Column("qc_reason", sa.Text(), nullable=True),
         sa.Column("temp_image_path", sa.Text(), nullable=True),
         sa.Column("final_image_path", sa.Text(), nullable=True),
@@ -86,11 +87,9 @@ def upgrade() -> None:
         sa.Column("phash", sa.String(length=32), nullable=True),
         sa.Column("metadata", sa.JSON(), nullable=True),
         sa.Column("processing_settings", sa.JSON(), nullable=True),
-        sa.Column("error", sa.Text(), nullable=True),
-        sa.Column("error_code", sa.String(length=50), nullable=True),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(["execution_id"], ["job_executions.id"], ondelete="CASCADE"),
+        *errors(),
+        *timestamps(),
+        of_execution(),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("image_mapping_id"),
     )
@@ -105,8 +104,8 @@ def upgrade() -> None:
 
     op.create_table(
         "generation_slots",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("execution_id", sa.Integer(), nullable=False),
+        key(),
+        execution(),
         sa.Column("slot", sa.Integer(), nullable=False),
         sa.Column("keyword", sa.Text(), nullable=False),
         sa.Column("variables", sa.JSON(), nullable=False),
@@ -115,14 +114,12 @@ def upgrade() -> None:
         sa.Column("height", sa.Integer(), nullable=False),
         sa.Column("system_prompt", sa.Text(), nullable=False),
         sa.Column("prompt", sa.Text(), nullable=True),
-        sa.Column("status", sa.String(length=20), nullable=False),
+        status(),
         sa.Column("provider_task_id", sa.String(length=200), nullable=True),
         sa.Column("attempts", sa.Integer(), nullable=False),
-        sa.Column("error", sa.Text(), nullable=True),
-        sa.Column("error_code", sa.String(length=50), nullable=True),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(["execution_id"], ["job_executions.id"], ondelete="CASCADE"),
+        *errors(),
+        *timestamps(),
+        of_execution(),
         sa.PrimaryKeyConstraint("id"),
     )
     with op.batch_alter_table("generation_slots", schema=None) as batch_op:

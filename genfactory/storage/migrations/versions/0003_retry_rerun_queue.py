@@ -11,6 +11,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from genfactory.storage.migrations.columns import key, status, worker
+
 revision = "0003"
 down_revision = "0002"
 branch_labels = None
@@ -20,7 +22,7 @@ depends_on = None
 def upgrade() -> None:
     op.create_table(
         "work_queue",
-        sa.Column("id", sa.Integer(), nullable=False),
+        key(),
         sa.Column("kind", sa.String(length=20), nullable=False),
         sa.Column("batch", sa.String(length=64), nullable=False),
         sa.Column("position", sa.Integer(), nullable=False),
@@ -29,9 +31,8 @@ def upgrade() -> None:
         sa.Column("result_id", sa.Integer(), nullable=True),
         sa.Column("overrides", sa.JSON(), nullable=False),
         sa.Column("manual", sa.Boolean(), nullable=False),
-        sa.Column("status", sa.String(length=20), nullable=False),
-        sa.Column("worker_host", sa.String(length=255), nullable=True),
-        sa.Column("worker_pid", sa.Integer(), nullable=True),
+        status(),
+        *worker(),
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),

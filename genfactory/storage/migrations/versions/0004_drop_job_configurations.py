@@ -11,6 +11,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from genfactory.storage.migrations.columns import create_job_configurations
+
 revision = "0004"
 down_revision = "0003"
 branch_labels = None
@@ -25,15 +27,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.create_table(
-        "job_configurations",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("name", sa.String(length=200), nullable=False),
-        sa.Column("settings", sa.JSON(), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("id"),
-    )
+    create_job_configurations()
     with op.batch_alter_table("job_executions") as batch:
         batch.add_column(sa.Column("configuration_id", sa.Integer(), nullable=True))
         batch.create_foreign_key(
