@@ -288,7 +288,7 @@ def test_ctrl_c_stops_gracefully_within_seconds_and_leaves_no_process(
     text = output.decode()
     assert process.returncode == 130, text
     assert elapsed < 30
-    assert "stopping job" in text and "Continue it with" in text
+    assert "stopping job" in text and "Continue it with" in text, text
     dispose_engines()
     execution = repository.list_executions(limit=1)[0]
     assert execution.status == JobStatus.CANCELLED

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import threading
 import time
 import warnings
@@ -51,6 +52,10 @@ def pool_size() -> int:
 
 
 def _worker_init() -> None:
+    # Ctrl-C in a terminal reaches the whole process group: the parent turns it into a
+    # graceful stop, so a worker finishes its image instead of sending KeyboardInterrupt back
+    # through the future (which Prefect would take for an abort of the whole flow).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Our own max_pixels check runs on the header of every image; Pillow's warning for images
     # above its global default would only repeat it, in a worker's stderr.
     warnings.simplefilter("ignore", Image.DecompressionBombWarning)
