@@ -157,3 +157,14 @@ else:
         __doc__=_Pricing.__doc__,
         **_pricing_fields(),
     )
+
+
+__all__ = [
+    "ConcurrencySection",
+    "OpenAISection",
+    "PiAPISection",
+    "PricingSection",
+    "RemoveBGSection",
+    "RunwareSection",
+    "SDWebUISection",
+]
