@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from genfactory.config import fit_size
-from genfactory.errors import InputFileError
-from genfactory.keywords import KEYWORD, KeywordSource, read_text_file
+from genfactory.errors import InputFileError, UserError
+from genfactory.keywords import KEYWORD, KeywordSource, read_keywords, read_text_file
+
+if TYPE_CHECKING:
+    from genfactory.config import Settings
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 
@@ -210,6 +214,29 @@ def plan_slots(
             )
         )
     return plans
+
+
+def plan_job_slots(
+    settings: Settings, check_template: Callable[[str], None] | None = None
+) -> list[SlotPlan]:
+    """The slots of a generation job: its keywords file and prompt template, planned as the
+    settings say; `check_template` sees the template before any slot is planned."""
+    if settings.job.keywords_file is None:
+        raise UserError(
+            "no keywords file: pass --keywords FILE or set job.keywords_file in the settings file"
+        )
+    source = read_keywords(Path(settings.job.keywords_file).expanduser())
+    template = load_template(settings.prompts.template, settings.providers.prompt)
+    if check_template is not None:
+        check_template(template)
+    return plan_slots(
+        source,
+        template,
+        settings.job.count,
+        settings.generation.aspect_ratios,
+        random_order=settings.job.keyword_random,
+        seed=settings.job.seed,
+    )
 
 
 def size_for(aspect_ratio: str, long_side: int) -> tuple[int, int]:

@@ -5,8 +5,9 @@ of its options and the `concurrency.<name>` cap), how messages name it, the API 
 (Credentials field, environment variables, Prefect Secret block), the variable that points it
 at another server, and the provider class that serves each role. Config, the provider registry,
 the HTTP layer and secrets loading all derive from this table: adding a provider is its module
-plus one entry here. Facts about one provider's behaviour (how many images a Midjourney task
-returns, which creates can be repeated for free) live with that provider, not here.
+plus one entry in the table's data file, `genfactory/data/services.toml` (read once, here).
+Facts about one provider's behaviour (how many images a Midjourney task returns, which creates
+can be repeated for free) live with that provider, not here.
 
 This module imports nothing of genfactory: every other layer may read it.
 """
@@ -16,8 +17,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import threading
+import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from importlib import resources
 from types import MappingProxyType
 from typing import Any
 
@@ -71,91 +74,20 @@ class ServiceSpec:
         return self.key_env[0] if self.key_env else None
 
 
-def _key_env(var: str) -> tuple[str, ...]:
-    return (var, f"GENFACTORY_{var}")
+def _load_specs() -> tuple[ServiceSpec, ...]:
+    """The shipped table, `genfactory/data/services.toml`, in its order."""
+    text = resources.files("genfactory").joinpath("data/services.toml").read_text("utf-8")
+    return tuple(
+        ServiceSpec(**{**entry, "key_env": tuple(entry.get("key_env", ()))})
+        for entry in tomllib.loads(text)["service"]
+    )
 
 
-_SPECS: tuple[ServiceSpec, ...] = (
-    ServiceSpec(
-        name="local",
-        label="local engines",
-        roles={
-            "prompt": "genfactory.providers.local_prompt:TemplatePromptProvider",
-            "image": "genfactory.providers.local_image:LocalRenderer",
-            "qc": "genfactory.providers.local_qc:LocalQC",
-            "background": "genfactory.providers.local_background:LocalBackgroundRemover",
-            "metadata": "genfactory.providers.local_metadata:LocalMetadata",
-        },
-    ),
-    ServiceSpec(
-        name="piapi",
-        label="PiAPI",
-        roles={"image": "genfactory.providers.piapi:PiAPIMidjourney"},
-        key_field="piapi_api_key",
-        key_env=_key_env("PIAPI_API_KEY"),
-        secret_block="genfactory-piapi-api-key",
-        base_url_env="PIAPI_BASE_URL",
-        concurrency=4,
-    ),
-    ServiceSpec(
-        name="runware",
-        label="Runware",
-        roles={"image": "genfactory.providers.runware:RunwareImages"},
-        key_field="runware_api_key",
-        key_env=_key_env("RUNWARE_API_KEY"),
-        secret_block="genfactory-runware-api-key",
-        base_url_env="RUNWARE_BASE_URL",
-        concurrency=4,
-    ),
-    ServiceSpec(
-        name="openai",
-        label="OpenAI",
-        roles={
-            "image": "genfactory.providers.openai_images:OpenAIImages",
-            "prompt": "genfactory.providers.openai_chat:OpenAIPrompt",
-            "qc": "genfactory.providers.openai_chat:OpenAIVisionQC",
-            "metadata": "genfactory.providers.openai_chat:OpenAIVisionMetadata",
-        },
-        key_field="openai_api_key",
-        key_env=_key_env("OPENAI_API_KEY"),
-        secret_block="genfactory-openai-api-key",
-        base_url_env="OPENAI_BASE_URL",
-        concurrency=8,
-        key_only_for_host="api.openai.com",
-    ),
-    ServiceSpec(
-        name="sdwebui",
-        label="Stable Diffusion WebUI",
-        roles={"image": "genfactory.providers.sdwebui:SDWebUIImages"},
-        base_url_env="SDWEBUI_BASE_URL",
-        concurrency=1,
-    ),
-    ServiceSpec(
-        name="files",
-        label="image folder",
-        roles={"image": "genfactory.providers.local_files:LocalFiles"},
-    ),
-    ServiceSpec(
-        name="removebg",
-        label="remove.bg",
-        roles={"background": "genfactory.providers.removebg:RemoveBG"},
-        key_field="remove_bg_api_key",
-        key_env=_key_env("REMOVE_BG_API_KEY"),
-        secret_block="genfactory-remove-bg-api-key",
-        base_url_env="REMOVE_BG_BASE_URL",
-        concurrency=4,
-    ),
-    ServiceSpec(
-        name="none",
-        label="no background removal",
-        roles={"background": "genfactory.providers.no_background:KeepBackground"},
-    ),
-)
-
+_SPECS: tuple[ServiceSpec, ...] = _load_specs()
 _entries: dict[str, ServiceSpec] = {spec.name: spec for spec in _SPECS}
 _lock = threading.Lock()
 
-#: name -> spec, in the order above (a live, read-only view: entries added with `registered`
+#: name -> spec, in the order of the table (a live, read-only view: entries added with `registered`
 #: show here while they are registered).
 SERVICES: Mapping[str, ServiceSpec] = MappingProxyType(_entries)
 
@@ -195,7 +127,7 @@ def label(name: str) -> str:
 def registered(*specs: ServiceSpec) -> Iterator[tuple[ServiceSpec, ...]]:
     """Add service entries for the duration of a with-block: every reader of the table (the
     choices of `providers.<role>`, keys and Secret blocks, base-URL variables, the registry)
-    sees them. For tests and experiments; a shipped provider is an entry of the table above.
+    sees them. For tests and experiments; a shipped provider is an entry of `data/services.toml`.
 
     Settings models are built from the table when `genfactory.config` is imported, so an entry
     added here has no `concurrency.<name>` setting (its cap is its `concurrency` default) and

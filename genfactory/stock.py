@@ -22,41 +22,33 @@ class SiteRules:
 
     name: str
     title_max: int
-    title_commas: bool
     keywords_max: int
-    description_max: int
     file_name_max: int
+    #: Whether titles may hold commas (no site we export to takes them: one title fits all).
+    title_commas: bool = False
+    description_max: int = 200
+
+    @classmethod
+    def strictest(cls, name: str, sites: Iterable[SiteRules]) -> SiteRules:
+        """The rules that satisfy every one of `sites`: the smallest of each limit (commas
+        only where every site takes them)."""
+        sites = tuple(sites)
+        limits = {
+            field.name: min(getattr(site, field.name) for site in sites)
+            for field in dataclasses.fields(cls)
+            if field.name != "name"
+        }
+        return cls(name, **limits)
 
 
 #: Adobe Stock contributor limits: title ≤ 70 characters without commas, ≤ 49 keywords
 #: (most important first), file names ≤ 30 characters in the upload CSV.
-ADOBE = SiteRules(
-    "Adobe Stock",
-    title_max=70,
-    title_commas=False,
-    keywords_max=49,
-    description_max=200,
-    file_name_max=30,
-)
+ADOBE = SiteRules("Adobe Stock", title_max=70, keywords_max=49, file_name_max=30)
 #: Freepik: title ≤ 100 characters, ≤ 50 keywords (see `exports/stock_csv.py` for the source).
 #: Titles keep no commas either, so one title fits every site.
-FREEPIK = SiteRules(
-    "Freepik",
-    title_max=100,
-    title_commas=False,
-    keywords_max=50,
-    description_max=200,
-    file_name_max=100,
-)
+FREEPIK = SiteRules("Freepik", title_max=100, keywords_max=50, file_name_max=100)
 #: The rules metadata is made to at generation time: the strictest of the sites we export to.
-STRICTEST = SiteRules(
-    "every stock site",
-    title_max=min(ADOBE.title_max, FREEPIK.title_max),
-    title_commas=False,
-    keywords_max=min(ADOBE.keywords_max, FREEPIK.keywords_max),
-    description_max=200,
-    file_name_max=min(ADOBE.file_name_max, FREEPIK.file_name_max),
-)
+STRICTEST = SiteRules.strictest("every stock site", (ADOBE, FREEPIK))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -105,6 +105,19 @@ class _Interrupts:
         os._exit(130)
 
 
+def flow_result(state: Any, what: str = "the flow") -> Any:
+    """The result of a finished flow run's `state`; its error as a CLI failure (exit 2 for the
+    user's mistakes, 1 for the rest)."""
+    try:
+        return state.result()
+    except UserError as exc:
+        raise fail(str(exc)) from None
+    except GenfactoryError as exc:
+        raise fail(str(exc), code=1) from None
+    except Exception as exc:
+        raise fail(f"{what} failed: {exc or exc.__class__.__name__}", code=1) from None
+
+
 def run_job(api_url: str | None, start: Callable[[Any], Any]) -> dict[str, Any]:
     """Run a job flow with a progress bar and graceful stops; returns its summary (from the
     store, however the flow run ended)."""
@@ -153,14 +166,7 @@ def run_job(api_url: str | None, start: Callable[[Any], Any]) -> dict[str, Any]:
             pool.shutdown_pool()
     if interrupts.execution_id is None:
         # The flow ended before the job existed: initialisation refused the input.
-        try:
-            state.result()
-        except UserError as exc:
-            raise fail(str(exc)) from None
-        except GenfactoryError as exc:
-            raise fail(str(exc), code=1) from None
-        except Exception as exc:
-            raise fail(f"the job flow failed: {exc}", code=1) from None
+        flow_result(state, "the job flow")
         raise fail(f"the job flow ended {state.type.value.lower()}: {state.message}", code=1)
     summary = summarize(interrupts.execution_id)
     summary["stopped_by_signal"] = interrupts.signals > 0

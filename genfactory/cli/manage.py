@@ -12,7 +12,13 @@ from rich.markup import escape
 from rich.table import Table
 
 from genfactory.cli.app import app, console, err_console, fail, guarded, images_app, jobs_app
-from genfactory.cli.job_runner import exit_code, print_summary, quiet_console_logs, run_job
+from genfactory.cli.job_runner import (
+    exit_code,
+    flow_result,
+    print_summary,
+    quiet_console_logs,
+    run_job,
+)
 from genfactory.cli.output import plain, print_json
 from genfactory.config import parse_set_option
 from genfactory.engine import server
@@ -46,17 +52,9 @@ def _start_prefect(verbose: bool) -> None:
 
 def _flow_result(state: Any) -> Any:
     from genfactory.engine import pool
-    from genfactory.errors import GenfactoryError, UserError
 
     pool.shutdown_pool()
-    try:
-        return state.result()
-    except UserError as exc:
-        raise fail(str(exc)) from None
-    except GenfactoryError as exc:
-        raise fail(str(exc), code=1) from None
-    except Exception as exc:
-        raise fail(f"the flow failed: {exc or exc.__class__.__name__}", code=1) from None
+    return flow_result(state)
 
 
 def _run_retries(request: dict[str, Any], verbose: bool) -> None:

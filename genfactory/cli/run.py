@@ -133,24 +133,10 @@ def _dry_run(settings: Any) -> None:
     """`run --dry-run`: the checks of a run that create nothing, then the plan and its cost."""
     from genfactory import pricing, prompting
     from genfactory.config import Credentials
-    from genfactory.keywords import read_keywords
     from genfactory.providers.registry import check_credentials, images_per_slot
 
     check_credentials(settings, Credentials.from_env())
-    if settings.job.keywords_file is None:
-        raise UserError(
-            "no keywords file: pass --keywords FILE or set job.keywords_file in the settings file"
-        )
-    source = read_keywords(Path(settings.job.keywords_file).expanduser())
-    template = prompting.load_template(settings.prompts.template, settings.providers.prompt)
-    plans = prompting.plan_slots(
-        source,
-        template,
-        settings.job.count,
-        settings.generation.aspect_ratios,
-        random_order=settings.job.keyword_random,
-        seed=settings.job.seed,
-    )
+    plans = prompting.plan_job_slots(settings)
     slots = len(plans)
     calls = pricing.planned_calls(settings, slots)
     table = Table(title="Dry run: what this job would do (nothing was created or sent)")

@@ -10,6 +10,7 @@ the concurrency caps, the key and base-URL variables) derives from `genfactory.s
 
 from __future__ import annotations
 
+from genfactory.config import sections, service_sections
 from genfactory.config.loading import (
     ENV_PREFIX,
     NON_SETTING_ENV,
@@ -25,25 +26,8 @@ from genfactory.config.loading import (
     settings_template,
     validate_settings,
 )
-from genfactory.config.sections import (
-    GenerationSection,
-    JobSection,
-    MetadataSection,
-    ProcessingSection,
-    PromptSection,
-    ProvidersSection,
-    QualitySection,
-    ServiceChoice,
-)
-from genfactory.config.service_sections import (
-    ConcurrencySection,
-    OpenAISection,
-    PiAPISection,
-    PricingSection,
-    RemoveBGSection,
-    RunwareSection,
-    SDWebUISection,
-)
+from genfactory.config.sections import *  # noqa: F403  (the names of its __all__)
+from genfactory.config.service_sections import *  # noqa: F403  (the names of its __all__)
 from genfactory.config.settings import Credentials, Settings
 from genfactory.config.values import (
     AspectRatio,
@@ -60,24 +44,9 @@ __all__ = [
     "ENV_PREFIX",
     "NON_SETTING_ENV",
     "AspectRatio",
-    "ConcurrencySection",
     "Credentials",
-    "GenerationSection",
     "ImageSize",
-    "JobSection",
     "Lora",
-    "MetadataSection",
-    "OpenAISection",
-    "PiAPISection",
-    "PricingSection",
-    "ProcessingSection",
-    "PromptSection",
-    "ProvidersSection",
-    "QualitySection",
-    "RemoveBGSection",
-    "RunwareSection",
-    "SDWebUISection",
-    "ServiceChoice",
     "Settings",
     "StrList",
     "apply_overrides",
@@ -96,3 +65,5 @@ __all__ = [
     "settings_template",
     "validate_settings",
 ]
+__all__ += sections.__all__
+__all__ += service_sections.__all__

@@ -236,3 +236,15 @@ class MetadataSection(_Section):
         "title and description, then accept; accept = keep it as it is; fail = fail the image. "
         "Never asked again.",
     )
+
+
+__all__ = [
+    "GenerationSection",
+    "JobSection",
+    "MetadataSection",
+    "ProcessingSection",
+    "PromptSection",
+    "ProvidersSection",
+    "QualitySection",
+    "ServiceChoice",
+]

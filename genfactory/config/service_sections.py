@@ -6,6 +6,8 @@ default, named after the service, and `scope`.
 
 from __future__ import annotations
 
+import tomllib
+from importlib import resources
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, create_model
@@ -107,60 +109,62 @@ else:
     )
 
 
-class PricingSection(_Section):
+def _pricing_fields() -> dict[str, Any]:
+    """The `[pricing]` settings, from `genfactory/data/prices.toml` (the published prices)."""
+    text = resources.files("genfactory").joinpath("data/prices.toml").read_text("utf-8")
+    return {
+        name: (
+            type(entry["default"]),
+            Field(entry["default"], ge=0, description=entry["description"]),
+        )
+        for name, entry in tomllib.loads(text).items()
+    }
+
+
+class _Pricing(_Section):
     """Prices in USD for cost estimates (`--dry-run`, `jobs show`, `job.max_cost`).
 
     Defaults as published, retrieved 2026-12-01; prices change: edit them for your plan.
     """
 
-    piapi_relax_per_task: float = Field(
-        0.015,
-        ge=0,
-        description="Midjourney imagine task (4 images), relax mode; PAYG rate of "
-        "Midjourney task APIs (PiAPI successors' pricing table, 2026-12-01).",
+
+if TYPE_CHECKING:
+    # What mypy sees of the model built below (the names and types of data/prices.toml; every
+    # setting has its default there).
+    class PricingSection(_Pricing):
+        def __init__(self, **values: float) -> None: ...
+
+        piapi_relax_per_task: float
+        piapi_fast_per_task: float
+        piapi_turbo_per_task: float
+        runware_per_image: float
+        openai_image_per_image: float
+        openai_image_output_per_million: float
+        openai_input_per_million: float
+        openai_output_per_million: float
+        openai_vision_input_tokens: int
+        openai_vision_output_tokens: int
+        openai_prompt_input_tokens: int
+        openai_prompt_output_tokens: int
+        removebg_per_credit: float
+        sdwebui_per_image: float
+
+else:
+    PricingSection = create_model(
+        "PricingSection",
+        __base__=_Pricing,
+        __module__=__name__,
+        __doc__=_Pricing.__doc__,
+        **_pricing_fields(),
     )
-    piapi_fast_per_task: float = Field(0.04, ge=0, description="Same, fast mode.")
-    piapi_turbo_per_task: float = Field(0.108, ge=0, description="Same, turbo mode.")
-    runware_per_image: float = Field(
-        0.0013,
-        ge=0,
-        description="Runware image, FLUX.1 schnell (runware:100@1), runware.ai/pricing; "
-        "the cost Runware reports per image is used when it reports one.",
-    )
-    openai_image_per_image: float = Field(
-        0.042,
-        ge=0,
-        description="OpenAI Images gpt-image-1 medium 1024x1024 (openai.com/api/pricing); "
-        "dall-e-3 standard is 0.04.",
-    )
-    openai_image_output_per_million: float = Field(
-        40.0, ge=0, description="gpt-image-1 image output tokens, per 1M (for actual usage)."
-    )
-    openai_input_per_million: float = Field(
-        2.5, ge=0, description="Chat/vision input tokens per 1M: gpt-4o (openai.com/api/pricing)."
-    )
-    openai_output_per_million: float = Field(
-        10.0, ge=0, description="Chat/vision output tokens per 1M: gpt-4o."
-    )
-    openai_vision_input_tokens: int = Field(
-        1200,
-        ge=0,
-        description="Estimated input tokens of one vision call (a 1024 px image in high "
-        "detail is 765 tokens, plus the instructions).",
-    )
-    openai_vision_output_tokens: int = Field(
-        300, ge=0, description="Estimated output tokens of one vision call."
-    )
-    openai_prompt_input_tokens: int = Field(
-        600, ge=0, description="Estimated input tokens of one prompt-writing call."
-    )
-    openai_prompt_output_tokens: int = Field(
-        120, ge=0, description="Estimated output tokens of one prompt-writing call."
-    )
-    removebg_per_credit: float = Field(
-        0.20,
-        ge=0,
-        description="remove.bg credit, pay-as-you-go (remove.bg/pricing); 1 credit per image, "
-        "1/4 for the preview size.",
-    )
-    sdwebui_per_image: float = Field(0.0, ge=0, description="Your own SD WebUI: free.")
+
+
+__all__ = [
+    "ConcurrencySection",
+    "OpenAISection",
+    "PiAPISection",
+    "PricingSection",
+    "RemoveBGSection",
+    "RunwareSection",
+    "SDWebUISection",
+]

@@ -109,20 +109,26 @@ def _rgb_array(data: bytes, long_side: int) -> tuple[np.ndarray, int]:
         height = image.height
         if image.format == "JPEG":
             image.draft("RGB", (long_side, long_side))
-        rgb = _flatten(image)
+        rgb = on_white(image, "RGB")
     if max(rgb.size) > long_side:
         rgb.thumbnail((long_side, long_side), Image.Resampling.LANCZOS)
     return np.asarray(rgb), height
 
 
-def _flatten(image: Image.Image) -> Image.Image:
-    """RGB, with transparency composed onto white (what a buyer sees)."""
-    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+def has_transparency(image: Image.Image) -> bool:
+    """Whether `image` has an alpha channel or a transparent colour."""
+    return image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
+
+
+def on_white(image: Image.Image, mode: str) -> Image.Image:
+    """`image` in `mode` ("RGB", "L"), with transparency composed onto white (what a buyer
+    sees)."""
+    if has_transparency(image):
         rgba = image.convert("RGBA")
         flat = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         flat.alpha_composite(rgba)
-        return flat.convert("RGB")
-    return image.convert("RGB")
+        return flat.convert(mode)
+    return image.convert(mode)
 
 
 def read_text(data: bytes) -> list[TextLine]:

@@ -156,16 +156,11 @@ def decode(data: bytes, max_pixels: int | None = None) -> tuple[Image.Image, tup
 
 def _gray(image: Image.Image) -> Image.Image:
     """Grayscale, with transparency flattened onto white (what a buyer would see)."""
-    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-        rgba = image.convert("RGBA")
-        flat = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        flat.alpha_composite(rgba)
-        return flat.convert("L")
-    if image.mode in ("I", "I;16", "F"):
+    if image.mode in ("I", "I;16", "F") and not local_detect.has_transparency(image):
         arr = np.asarray(image, dtype=np.float32)
         top = float(arr.max()) or 1.0
         return Image.fromarray((arr / top * 255).astype(np.uint8), "L")
-    return image.convert("L")
+    return local_detect.on_white(image, "L")
 
 
 def measure(image: Image.Image) -> ImageStats:

@@ -88,13 +88,8 @@ def openai_client(ctx: ProviderContext) -> ServiceClient:
 
     The key is optional: local OpenAI-compatible servers run without one (see the registry).
     """
-    return ServiceClient(
-        ctx,
-        "openai",
-        base_url=ctx.settings.openai.base_url,
-        secret=ctx.credentials.openai_api_key,
-        auth_header="Authorization",
-        auth_prefix="Bearer ",
+    return ServiceClient.for_service(
+        ctx, "openai", auth_header="Authorization", auth_prefix="Bearer "
     )
 
 

@@ -114,13 +114,7 @@ class PiAPIMidjourney(ServiceProvider):
         self.config = ctx.settings.piapi
         super().__init__(
             ctx,
-            ServiceClient(
-                ctx,
-                "piapi",
-                base_url=self.config.base_url,
-                secret=ctx.credentials.piapi_api_key,
-                auth_header=self.config.auth_header,
-            ),
+            ServiceClient.for_service(ctx, "piapi", auth_header=self.config.auth_header),
         )
         self._rng = random.Random()
 

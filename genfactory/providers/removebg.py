@@ -31,13 +31,7 @@ class RemoveBG(ServiceProvider):
     def __init__(self, ctx: ProviderContext) -> None:
         super().__init__(
             ctx,
-            ServiceClient(
-                ctx,
-                "removebg",
-                base_url=ctx.settings.removebg.base_url,
-                secret=ctx.credentials.remove_bg_api_key,
-                auth_header="X-Api-Key",
-            ),
+            ServiceClient.for_service(ctx, "removebg", auth_header="X-Api-Key"),
         )
 
     def remove_background(self, image: ImageInput) -> BackgroundResult:

@@ -45,13 +45,8 @@ class RunwareImages(ServiceProvider):
         self.config = ctx.settings.runware
         super().__init__(
             ctx,
-            ServiceClient(
-                ctx,
-                "runware",
-                base_url=self.config.base_url,
-                secret=ctx.credentials.runware_api_key,
-                auth_header="Authorization",
-                auth_prefix="Bearer ",
+            ServiceClient.for_service(
+                ctx, "runware", auth_header="Authorization", auth_prefix="Bearer "
             ),
         )
 

@@ -26,7 +26,7 @@ class SDWebUIImages(ServiceProvider):
 
     def __init__(self, ctx: ProviderContext) -> None:
         self.config = ctx.settings.sdwebui
-        super().__init__(ctx, ServiceClient(ctx, "sdwebui", base_url=self.config.base_url))
+        super().__init__(ctx, ServiceClient.for_service(ctx, "sdwebui"))
 
     def body_for(self, request: GenerationRequest) -> dict[str, Any]:
         width, height = fit_size(

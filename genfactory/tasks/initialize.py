@@ -23,7 +23,6 @@ from genfactory.engine.secrets import load_credentials
 from genfactory.engine.steps import TASK_OPTIONS, log_step, scrub_errors
 from genfactory.errors import UserError
 from genfactory.files import safe_name
-from genfactory.keywords import read_keywords
 from genfactory.logs import open_job_log, register_secrets
 from genfactory.providers.local_qc import start_warnings
 from genfactory.providers.registry import (
@@ -118,20 +117,8 @@ def prepare(
 
 def _keyword_plans(settings: Settings) -> list[prompting.SlotPlan]:
     """The slots of a generation job: keywords file and template."""
-    if settings.job.keywords_file is None:
-        raise UserError(
-            "no keywords file: pass --keywords FILE or set job.keywords_file in the settings file"
-        )
-    source = read_keywords(Path(settings.job.keywords_file).expanduser())
-    template = prompting.load_template(settings.prompts.template, settings.providers.prompt)
-    check_prompt_template(settings, template)
-    return prompting.plan_slots(
-        source,
-        template,
-        settings.job.count,
-        settings.generation.aspect_ratios,
-        random_order=settings.job.keyword_random,
-        seed=settings.job.seed,
+    return prompting.plan_job_slots(
+        settings, lambda template: check_prompt_template(settings, template)
     )
 
 

@@ -107,6 +107,17 @@ class ServiceClient(ErrorMapping):
             verify=_ssl_context(),
         )
 
+    @classmethod
+    def for_service(cls, ctx: ProviderContext, service: str, **kw: Any) -> ServiceClient:
+        """The client of the table's `service`: the base URL of its settings section and its
+        API key (if it takes one); `kw` as for the constructor (auth header, retries ...)."""
+        spec = services.service(service)
+        if spec is None:
+            raise KeyError(f"no service {service!r} in the table")
+        section = getattr(ctx.settings, spec.options_section)
+        secret = getattr(ctx.credentials, spec.key_field) if spec.key_field else None
+        return cls(ctx, service, base_url=section.base_url, secret=secret, **kw)
+
     # -- public API ----------------------------------------------------------------------------
 
     def url(self, path: str) -> str:
