@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
+from genfactory import services
 from genfactory.config import Credentials, Settings
 from genfactory.providers.base import GenerationRequest, Limiter, Usage, no_limit
 from genfactory.providers.http import RetryPolicy
@@ -65,16 +66,16 @@ def fake_settings(fake: FakeServices, **sections: dict[str, Any]) -> Settings:
     return Settings.model_validate(data)
 
 
+def credentials_for(keys: Mapping[str, str | None]) -> Credentials:
+    """Credentials holding `keys` (service name -> key; None or "" leaves a key unset), each
+    in the field the service table names for it."""
+    fields = {spec.key_field: keys.get(spec.name) for spec in services.keyed() if spec.key_field}
+    return Credentials(**{k: SecretStr(v) for k, v in fields.items() if v})
+
+
 def fake_credentials(fake: FakeServices, **override: str | None) -> Credentials:
     """Credentials holding the fakes' keys (override per service: piapi="wrong")."""
-    keys = {**fake.keys, **override}
-    fields = {
-        "piapi_api_key": keys.get("piapi"),
-        "runware_api_key": keys.get("runware"),
-        "openai_api_key": keys.get("openai"),
-        "remove_bg_api_key": keys.get("removebg"),
-    }
-    return Credentials(**{k: SecretStr(v) for k, v in fields.items() if v})
+    return credentials_for({**fake.keys, **override})
 
 
 def fake_context(

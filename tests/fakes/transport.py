@@ -15,12 +15,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
-from pydantic import SecretStr
 
 from genfactory.config import Credentials, Settings
 from genfactory.providers.base import Limiter, Usage, no_limit
 from genfactory.providers.registry import ProviderContext
-from tests.fakes.fixtures import FAST_GENERATION, FAST_RETRY
+from tests.fakes.fixtures import FAST_GENERATION, FAST_RETRY, credentials_for
 
 #: Keys of the scripted services (long and distinctive, so a leak is easy to find).
 KEYS = {
@@ -117,14 +116,7 @@ def settings(**sections: dict[str, Any]) -> Settings:
 
 
 def credentials(**override: str | None) -> Credentials:
-    keys = {**KEYS, **override}
-    fields = {
-        "piapi_api_key": keys.get("piapi"),
-        "runware_api_key": keys.get("runware"),
-        "openai_api_key": keys.get("openai"),
-        "remove_bg_api_key": keys.get("removebg"),
-    }
-    return Credentials(**{k: SecretStr(v) for k, v in fields.items() if v})
+    return credentials_for({**KEYS, **override})
 
 
 def build(
