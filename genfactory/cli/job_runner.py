@@ -18,13 +18,13 @@ from genfactory.cli.app import console, err_console, fail, guarded
 from genfactory.cli.output import cost_rows
 from genfactory.engine import server
 from genfactory.errors import GenfactoryError, UserError
-from genfactory.statuses import ImageStatus
+from genfactory.statuses import RESUMABLE_JOB_STATUSES, ImageStatus, JobStatus
 
 
 def exit_code(summary: dict[str, Any]) -> int:
     if summary.get("stopped_by_signal"):
         return 130
-    return 0 if summary["status"] == "completed" else 1
+    return 0 if summary["status"] == JobStatus.COMPLETED else 1
 
 
 def quiet_console_logs() -> None:
@@ -237,7 +237,7 @@ def print_summary(summary: dict[str, Any]) -> None:
             f"{escape(str(image.qc_reason or image.error))}",
             highlight=False,
         )
-    if summary["status"] in ("cancelled", "interrupted"):
+    if summary["status"] in RESUMABLE_JOB_STATUSES:
         console.print(
             f"Continue it with: [bold]genfactory resume {summary['execution_id']}[/]",
             highlight=False,

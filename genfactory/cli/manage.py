@@ -22,6 +22,7 @@ from genfactory.cli.job_runner import (
 from genfactory.cli.output import plain, print_json
 from genfactory.config import parse_set_option
 from genfactory.engine import server
+from genfactory.statuses import ImageStatus
 
 SetOption = Annotated[
     list[str] | None,
@@ -91,7 +92,7 @@ def _run_retries(request: dict[str, Any], verbose: bool) -> None:
     failed = 0
     for image_id in result["images"]:
         image = repository.get_image(int(image_id))
-        failed += image.status != "approved"
+        failed += image.status != ImageStatus.APPROVED
         table.add_row(
             str(image.id),
             str(image.execution_id),

@@ -17,8 +17,14 @@ from genfactory.config.sections import _Section
 from genfactory.config.values import StrList
 
 
+def _env_of(service: str) -> str:
+    """`<service>.base_url`'s description: the variable that sets it, from the service table."""
+    spec = services.service(service)
+    return f"Env {spec.base_url_env}." if spec and spec.base_url_env else ""
+
+
 class OpenAISection(_Section):
-    base_url: str = Field("https://api.openai.com/v1", description="Env OPENAI_BASE_URL.")
+    base_url: str = Field("https://api.openai.com/v1", description=_env_of("openai"))
     model: str = "gpt-4o"
     vision_model: str | None = Field(None, description="Default: model.")
     image_model: str = "gpt-image-1"
@@ -34,7 +40,7 @@ class OpenAISection(_Section):
 
 
 class PiAPISection(_Section):
-    base_url: str = Field("https://api.piapi.ai", description="Env PIAPI_BASE_URL.")
+    base_url: str = Field("https://api.piapi.ai", description=_env_of("piapi"))
     create_path: str = "/api/v1/task"
     poll_path: str = "/api/v1/task/{task_id}"
     model: str = "midjourney"
@@ -47,7 +53,7 @@ class PiAPISection(_Section):
 
 
 class RunwareSection(_Section):
-    base_url: str = Field("https://api.runware.ai/v1", description="Env RUNWARE_BASE_URL.")
+    base_url: str = Field("https://api.runware.ai/v1", description=_env_of("runware"))
     model: str = "runware:100@1"
     steps: int | None = Field(None, ge=1, le=100)
     output_type: Literal["URL", "base64Data"] = "URL"
@@ -55,14 +61,14 @@ class RunwareSection(_Section):
 
 
 class SDWebUISection(_Section):
-    base_url: str = Field("http://127.0.0.1:7860", description="Env SDWEBUI_BASE_URL.")
+    base_url: str = Field("http://127.0.0.1:7860", description=_env_of("sdwebui"))
     steps: int = Field(30, ge=1, le=150)
     sampler: str = "Euler a"
     cfg_scale: float = Field(7.0, ge=1, le=30)
 
 
 class RemoveBGSection(_Section):
-    base_url: str = Field("https://api.remove.bg", description="Env REMOVE_BG_BASE_URL.")
+    base_url: str = Field("https://api.remove.bg", description=_env_of("removebg"))
 
 
 #: Where the caps hold (`concurrency.scope`).

@@ -47,7 +47,9 @@ class JobRuntime:
     _flush_lock: threading.Lock = field(default_factory=threading.Lock)
     #: What earlier runs of this execution (before a resume) had spent, from the store.
     usage_before: dict[str, dict[str, float]] = field(default_factory=dict)
-    #: The store this job reads and writes (injectable; by default the configured one).
+    #: The store behind this job's usage counters and its own reads (injectable; by default
+    #: the configured one). The steps still call the `repository` module functions, which
+    #: resolve the same configured store.
     store: repository.Repository = field(default_factory=repository.default_repository)
 
     def __post_init__(self) -> None:

@@ -10,6 +10,7 @@ from prefect import flow
 
 from genfactory.engine.steps import describe_error
 from genfactory.flows.generate_job import run_plan
+from genfactory.statuses import JobStatus
 from genfactory.tasks.rerun import (
     claim_rerun_batch,
     end_rerun_item,
@@ -39,7 +40,7 @@ def rerun_jobs(
                 continue
             if summary is not None:
                 summaries.append({**summary, "rerun_of_id": source_id})
-                if summary["status"] == "cancelled":
+                if summary["status"] == JobStatus.CANCELLED:
                     # Stopped by the user: the bulk stops too; the next `genfactory rerun`
                     # resumes this job, then runs the rest.
                     return summaries

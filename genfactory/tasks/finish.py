@@ -17,7 +17,7 @@ from genfactory.engine.runtime import JobRuntime, get_runtime
 from genfactory.engine.steps import TASK_OPTIONS, fail_image, log_step, scrub_errors
 from genfactory.errors import JobStopped
 from genfactory.logs import redact_value
-from genfactory.statuses import ImageStatus, JobStatus, SlotStatus
+from genfactory.statuses import OPEN_IMAGE_STATUSES, ImageStatus, JobStatus, SlotStatus
 from genfactory.storage import repository
 from genfactory.tasks.approval import clean_approved_leftovers
 
@@ -123,10 +123,12 @@ def summarize(execution_id: int) -> dict[str, Any]:
         "approved": counts.get(ImageStatus.APPROVED, 0),
         "qc_failed": counts.get(ImageStatus.QC_FAILED, 0),
         "failed": counts.get(ImageStatus.FAILED, 0) + counts.get(ImageStatus.RETRY_FAILED, 0),
-        "unfinished": sum(counts.get(s, 0) for s in ("generated", "qc_passed", "processed")),
+        "unfinished": sum(counts.get(s, 0) for s in OPEN_IMAGE_STATUSES),
         "slots": len(slots),
         "failed_slots": len(failed_slots),
-        "unstarted_slots": sum(1 for s in slots if s.status in ("pending", "generating")),
+        "unstarted_slots": sum(
+            1 for s in slots if s.status in (SlotStatus.PENDING, SlotStatus.GENERATING)
+        ),
         "slot_failures": [
             {"slot": s.slot, "error": s.error or "", "code": s.error_code or ""}
             for s in failed_slots[:20]

@@ -25,7 +25,7 @@ from genfactory.engine.steps import (
     scrub_errors,
 )
 from genfactory.errors import GenfactoryError, JobFatalError, JobStopped
-from genfactory.statuses import FINAL_IMAGE_STATUSES, ImageStatus
+from genfactory.statuses import FINAL_IMAGE_STATUSES, ImageStatus, SlotStatus
 from genfactory.storage import repository
 from genfactory.storage.repository import TransitionError
 from genfactory.tasks.approval import approve
@@ -59,7 +59,8 @@ def run_image(execution_id: int, image_id: int, slot: int, index: int) -> str:
             image = describe(runtime, image)
             step = "approve"
             image = approve(runtime, image)
-    except (JobStopped, JobFatalError, TransitionError):
+    except (JobStopped, JobFatalError, TransitionError, repository.NotFound):
+        # NotFound: the row is gone (the job was deleted meanwhile); nothing to mark failed.
         raise
     except GenfactoryError as exc:
         image = fail_image(
@@ -83,7 +84,7 @@ def carry_slot(execution_id: int, slot_id: int, slot: int, *, direct: bool = Fal
     except JobStopped:
         return "stopped"
     except Exception as exc:
-        if repository.get_slot(slot_id).status == "failed":
+        if repository.get_slot(slot_id).status == SlotStatus.FAILED:
             return "failed"
         logger.warning("slot %s: %s", slot, describe_error(exc))
         return "lost"
