@@ -180,6 +180,8 @@ def close_job_log(handler: logging.Handler) -> None:
     for name in JOB_LOGGERS:
         logging.getLogger(name).removeHandler(handler)
     if _ROUTINE_FILTER in handler.filters:
+        # Taken off the handler, so closing it twice releases the logger filter only once.
+        handler.removeFilter(_ROUTINE_FILTER)
         _drop_routine_states(False)
     handler.close()
 
