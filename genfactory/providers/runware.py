@@ -142,7 +142,7 @@ class RunwareImages(ServiceProvider):
         kw: dict[str, Any] = {"service": "runware", "raw": self.http.scrub(str(answer)[:RAW_LIMIT])}
         lowered = code.lower()
         if "apikey" in lowered or "auth" in lowered:
-            return AuthenticationError(f"{said}; check RUNWARE_API_KEY", **kw)
+            return AuthenticationError(f"{said}; check {self.http.key_env}", **kw)
         if "credit" in lowered or "balance" in lowered or "payment" in lowered:
             return QuotaExceeded(f"{said}; top up the Runware account", **kw)
         if any(w in lowered for w in ("timeout", "internal", "unavailable", "ratelimit", "busy")):

@@ -22,11 +22,11 @@ class SDWebUIImages(ServiceProvider):
 
     name = "sdwebui"
     repeatable_create = True  # a self-hosted WebUI: creating again is free (ImageProviderFacts)
-    malformed_hint = "check SDWEBUI_BASE_URL and that the WebUI runs with --api"
 
     def __init__(self, ctx: ProviderContext) -> None:
         self.config = ctx.settings.sdwebui
         super().__init__(ctx, ServiceClient.for_service(ctx, "sdwebui"))
+        self.malformed_hint = f"check {self.http.base_url_env} and that the WebUI runs with --api"
 
     def body_for(self, request: GenerationRequest) -> dict[str, Any]:
         width, height = fit_size(
