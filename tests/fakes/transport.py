@@ -21,12 +21,13 @@ from genfactory.providers.base import Limiter, Usage, no_limit
 from genfactory.providers.registry import ProviderContext
 from tests.fakes.fixtures import FAST_GENERATION, FAST_RETRY, credentials_for
 
-#: Keys of the scripted services (long and distinctive, so a leak is easy to find).
+#: Keys of the scripted services: long and distinctive, so a leak is easy to find, and shaped
+#: like no real provider's key, so no secret scanner takes them for one.
 KEYS = {
-    "piapi": "pk-mock-piapi-27182818",
-    "runware": "rk-mock-runware-31415926",
-    "openai": "sk-mock-openai-16180339",
-    "removebg": "rb-mock-removebg-14142135",
+    "piapi": "fake-piapi-key-for-tests-27182818",
+    "runware": "fake-runware-key-for-tests-31415926",
+    "openai": "fake-openai-key-for-tests-16180339",
+    "removebg": "fake-removebg-key-for-tests-14142135",
 }
 
 Answer = httpx.Response | type[httpx.TransportError] | Callable[[httpx.Request], httpx.Response]
