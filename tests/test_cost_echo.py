@@ -18,6 +18,7 @@ from genfactory.flows import generate_job
 from genfactory.statuses import ImageStatus
 from genfactory.storage import repository
 from genfactory.storage.db import get_engine
+from tests.fakes.fixtures import exported_fakes
 from tests.fakes.server import FakeServices
 
 pytestmark = [pytest.mark.prefect, pytest.mark.usefixtures("prefect_harness")]
@@ -25,14 +26,9 @@ pytestmark = [pytest.mark.prefect, pytest.mark.usefixtures("prefect_harness")]
 
 @pytest.fixture
 def echoing(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeServices]:
-    fake = FakeServices(image_long_side=192).start()
-    fake.echo_key = True
-    for name, value in fake.env().items():
-        monkeypatch.setenv(name, value)
-    try:
+    with exported_fakes(monkeypatch, image_long_side=192) as fake:
+        fake.echo_key = True
         yield fake
-    finally:
-        fake.stop()
 
 
 def every_row() -> list[str]:

@@ -13,6 +13,7 @@ from genfactory.cli import app
 from genfactory.config import Settings
 from genfactory.providers.base import Usage
 from genfactory.storage import repository
+from tests.fakes.fixtures import exported_fakes
 from tests.fakes.server import FakeServices
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -98,13 +99,8 @@ def test_the_budget_stops_before_the_call_that_would_pass_it() -> None:
 
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeServices]:
-    fake = FakeServices().start()
-    for name, value in fake.env().items():
-        monkeypatch.setenv(name, value)
-    try:
+    with exported_fakes(monkeypatch) as fake:
         yield fake
-    finally:
-        fake.stop()
 
 
 def test_dry_run_prints_the_plan_and_creates_and_sends_nothing(

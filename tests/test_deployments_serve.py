@@ -10,7 +10,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import pytest
 from genfactory.statuses import JobStatus
 from genfactory.storage import repository
 from genfactory.storage.db import dispose_engines
+from tests.support import free_port, wait_for
 
 pytestmark = [pytest.mark.prefect]
 
@@ -27,31 +27,10 @@ ROOT = Path(__file__).resolve().parent.parent
 PREFECT = str(Path(sys.executable).parent / "prefect")
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_for(predicate: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except Exception:
-            pass
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.fixture
 def local_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
     """genfactory's local Prefect server on a free port, and the environment to reach it."""
-    monkeypatch.setenv("GENFACTORY_PREFECT_PORT", str(_free_port()))
+    monkeypatch.setenv("GENFACTORY_PREFECT_PORT", str(free_port()))
     monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect-home"))
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
     monkeypatch.delenv("GENFACTORY_PREFECT_SERVER", raising=False)
@@ -81,7 +60,7 @@ def test_serve_runs_a_deployment_run_and_stops_cleanly_on_ctrl_c(
             start_new_session=True,
         )
     try:
-        _wait_for(lambda: "Serving generate-job/generate" in log.read_text(), 60, "serve")
+        wait_for(lambda: "Serving generate-job/generate" in log.read_text(), 60, "serve")
 
         def run(params: dict[str, Any]) -> str:
             args = ["deployment", "run", "generate-job/generate", "--params", json.dumps(params)]
@@ -104,7 +83,7 @@ def test_serve_runs_a_deployment_run_and_stops_cleanly_on_ctrl_c(
             "qc.min_height": 64,
         }
         run({"count": 2, "label": "served", "overrides": small})
-        served = _wait_for(
+        served = wait_for(
             lambda: [e for e in repository.list_executions() if e.status == JobStatus.COMPLETED],
             120,
             "the served job to complete",
@@ -117,7 +96,7 @@ def test_serve_runs_a_deployment_run_and_stops_cleanly_on_ctrl_c(
 
         # A long job, then Ctrl-C while it runs.
         run({"count": 40, "label": "long", "overrides": {**small, "job.max_concurrency": 1}})
-        _wait_for(
+        wait_for(
             lambda: any(
                 e.label == "long" and repository.image_counts(e.id).get("approved", 0) >= 1
                 for e in repository.list_executions()

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -24,17 +22,12 @@ from genfactory.statuses import FINAL_IMAGE_STATUSES, FINAL_SLOT_STATUSES, JobSt
 from genfactory.storage import repository
 from genfactory.storage.db import dispose_engines
 from tests.fakes.server import FakeServices
+from tests.support import free_port, wait_for
 
 pytestmark = [pytest.mark.prefect]
 
 ROOT = Path(__file__).resolve().parent.parent
 GENFACTORY = [sys.executable, "-m", "genfactory.cli"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +36,7 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[st
     home = tmp_path_factory.mktemp("prefect-server")
     env = {
         "GENFACTORY_DATA_DIR": str(home / "data"),
-        "GENFACTORY_PREFECT_PORT": str(_free_port()),
+        "GENFACTORY_PREFECT_PORT": str(free_port()),
         "PREFECT_HOME": str(home / "prefect-home"),
     }
     saved = {k: os.environ.get(k) for k in (*env, "PREFECT_API_URL")}
@@ -132,18 +125,6 @@ def _start(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     )
 
 
-def _wait_for(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if predicate():
-                return
-        except Exception:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def _group_alive(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)
@@ -195,14 +176,14 @@ def test_a_killed_job_resumes_to_the_same_result_without_paying_twice(
     work = tmp_path / "killed"
     work.mkdir()
     process = _start(["run", "--config", str(_config(work, fake, count))], env)
-    _wait_for(lambda: _approved_count(first) >= 2, 120, "the job to approve its first images")
+    wait_for(lambda: _approved_count(first) >= 2, 120, "the job to approve its first images")
     os.killpg(process.pid, signal.SIGKILL)
     process.wait(timeout=30)
     execution = repository.list_executions(limit=1)[0]
     assert execution.status == JobStatus.RUNNING  # nobody could record the kill
     assert repository.image_counts(execution.id).get("approved", 0) < count * 4
     # The pool workers of the killed process exit on their own.
-    _wait_for(lambda: not _group_alive(process.pid), 30, "the killed job's processes to exit")
+    wait_for(lambda: not _group_alive(process.pid), 30, "the killed job's processes to exit")
 
     resumed = subprocess.run(
         [*GENFACTORY, "resume", str(execution.id)],
@@ -243,7 +224,7 @@ def test_a_stop_from_another_process_is_honoured_and_the_job_resumes(
 ) -> None:
     env = _env(prefect_server, fake)
     process = _start(["run", "--config", str(_config(tmp_path, fake, 8))], env)
-    _wait_for(lambda: _approved_count() >= 1, 120, "the job to approve an image")
+    wait_for(lambda: _approved_count() >= 1, 120, "the job to approve an image")
     execution = repository.list_executions(limit=1)[0]
     stop = subprocess.run(
         [*GENFACTORY, "jobs", "stop", str(execution.id)],
@@ -280,7 +261,7 @@ def test_ctrl_c_stops_gracefully_within_seconds_and_leaves_no_process(
 ) -> None:
     env = _env(prefect_server, fake)
     process = _start(["run", "--config", str(_config(tmp_path, fake, 8))], env)
-    _wait_for(lambda: _approved_count() >= 1, 120, "the job to approve an image")
+    wait_for(lambda: _approved_count() >= 1, 120, "the job to approve an image")
     sent = time.monotonic()
     os.killpg(process.pid, signal.SIGINT)  # what a terminal does on Ctrl-C
     output, _ = process.communicate(timeout=30)
@@ -293,4 +274,4 @@ def test_ctrl_c_stops_gracefully_within_seconds_and_leaves_no_process(
     execution = repository.list_executions(limit=1)[0]
     assert execution.status == JobStatus.CANCELLED
     assert execution.error_message == "stopped: stopped by Ctrl-C"
-    _wait_for(lambda: not _group_alive(process.pid), 15, "every process of the job to exit")
+    wait_for(lambda: not _group_alive(process.pid), 15, "every process of the job to exit")

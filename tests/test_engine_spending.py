@@ -16,6 +16,7 @@ from genfactory.flows import generate_job, resume_job
 from genfactory.statuses import JobStatus, SlotStatus
 from genfactory.storage import repository
 from genfactory.tasks import pipeline
+from tests.fakes.fixtures import exported_fakes
 from tests.fakes.server import FakeServices
 
 pytestmark = [pytest.mark.prefect, pytest.mark.usefixtures("prefect_harness")]
@@ -23,14 +24,9 @@ pytestmark = [pytest.mark.prefect, pytest.mark.usefixtures("prefect_harness")]
 
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeServices]:
-    fake = FakeServices(image_long_side=128).start()
-    fake.qc_reject_words = ()
-    for name, value in fake.env().items():
-        monkeypatch.setenv(name, value)
-    try:
+    with exported_fakes(monkeypatch, image_long_side=128) as fake:
+        fake.qc_reject_words = ()
         yield fake
-    finally:
-        fake.stop()
 
 
 def settings_for(tmp_path: Path, fake: FakeServices, count: int, **extra: Any) -> Settings:

@@ -18,6 +18,7 @@ from genfactory.storage.db import dispose_engines
 from genfactory.tasks.initialize import prepare
 from tests import test_engine_processes as engine
 from tests.fakes.server import FakeServices
+from tests.support import wait_for
 
 pytestmark = [pytest.mark.prefect]
 
@@ -34,7 +35,7 @@ def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[by
 def _kill(process: subprocess.Popen[bytes]) -> None:
     os.killpg(process.pid, signal.SIGKILL)
     process.wait(timeout=30)
-    engine._wait_for(lambda: not engine._group_alive(process.pid), 30, "the killed processes")
+    wait_for(lambda: not engine._group_alive(process.pid), 30, "the killed processes")
 
 
 def test_a_retry_killed_mid_batch_is_finished_by_the_next_retry_without_qc(
@@ -52,7 +53,7 @@ def test_a_retry_killed_mid_batch_is_finished_by_the_next_retry_without_qc(
 
     process = engine._start(["retry", "--job", str(job)], env)
     try:
-        engine._wait_for(
+        wait_for(
             lambda: repository.image_counts(job).get("approved", 0) >= 2, 120, "the first retries"
         )
     except AssertionError:
@@ -112,7 +113,7 @@ def test_a_bulk_rerun_killed_mid_way_continues_with_the_remaining_jobs_one_at_a_
         return found[0] if found else None
 
     process = engine._start(["rerun", *map(str, sources)], env)
-    engine._wait_for(lambda: rerun_of(sources[1]) is not None, 180, "the second rerun")
+    wait_for(lambda: rerun_of(sources[1]) is not None, 180, "the second rerun")
     _kill(process)
     assert rerun_of(sources[2]) is None  # never two at once: the third has not started
 

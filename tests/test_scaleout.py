@@ -10,10 +10,8 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,6 +27,7 @@ from genfactory.statuses import FINAL_IMAGE_STATUSES, ImageStatus, JobStatus, Sl
 from genfactory.storage import repository
 from genfactory.storage.db import dispose_engines
 from tests.fakes.server import FakeServices
+from tests.support import free_port, wait_for
 
 pytestmark = [pytest.mark.scaleout, pytest.mark.postgres, pytest.mark.prefect]
 
@@ -40,25 +39,6 @@ DB_ERRORS = re.compile(
     r"OperationalError|IntegrityError|deadlock|psycopg\.errors|asyncpg\.exceptions|"
     r"TransitionError|could not serialize"
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_for(predicate: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except Exception:
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _healthy(url: str) -> bool:
@@ -127,7 +107,7 @@ def cluster(postgres_server: str, tmp_path_factory: pytest.TempPathFactory) -> I
     prefect_db, prefect_url = _database(postgres_server, "scaleout_prefect")
     store_db, store_url = _database(postgres_server, "scaleout_store")
     asyncpg_url = make_url(prefect_url).set(drivername="postgresql+asyncpg")
-    port = _free_port()
+    port = free_port()
     api_url = f"http://127.0.0.1:{port}/api"
     fake = FakeServices(image_long_side=128, polls_until_done=2).start()
     fake.qc_reject_words = ()
@@ -168,7 +148,7 @@ def cluster(postgres_server: str, tmp_path_factory: pytest.TempPathFactory) -> I
             logs["server"],
         )
         processes.append(server)
-        _wait_for(lambda: _healthy(api_url), 150, "the Prefect server on PostgreSQL")
+        wait_for(lambda: _healthy(api_url), 150, "the Prefect server on PostgreSQL")
         cluster = Cluster(api_url, worker_env, home / "shared", logs, fake)
         cluster.prefect("work-pool", "create", "genfactory", "--type", "process")
         cluster.prefect("--no-prompt", "deploy", "--all")
@@ -186,7 +166,7 @@ def cluster(postgres_server: str, tmp_path_factory: pytest.TempPathFactory) -> I
                 _start([*PREFECT, *args, "--name", name, "--limit", "1"], worker_env, logs[name])
             )
         for name in ("worker-1", "worker-2"):
-            _wait_for(lambda n=name: "started" in cluster.worker_log(n), 60, f"{name}")
+            wait_for(lambda n=name: "started" in cluster.worker_log(n), 60, f"{name}")
         saved = os.environ.get("GENFACTORY_DATABASE_URL")
         yield cluster
         if saved is not None:
@@ -290,7 +270,7 @@ def test_two_jobs_at_once_on_two_workers_lose_no_image_and_share_the_service_lim
         runs = [_flow_run(cluster, run_id) for run_id in run_ids]
         return runs if all(r.state and r.state.is_final() for r in runs) else None
 
-    runs = _wait_for(finished, 170, "both jobs to finish")
+    runs = wait_for(finished, 170, "both jobs to finish")
     for run in runs:
         assert run.state.is_completed(), f"{run.name}: {run.state.message}"
         assert run.name == f"generate-job/{run.parameters['label']}"
@@ -351,7 +331,7 @@ def test_an_interval_schedule_fires_and_runs_a_job_on_a_worker(
             return done[0] if done else None
 
         try:
-            run = _wait_for(first_scheduled_run, 120, "a scheduled run to finish")
+            run = wait_for(first_scheduled_run, 120, "a scheduled run to finish")
         finally:
             client.delete_deployment_schedule(deployment.id, created[0].id)
     assert run.state.is_completed(), run.state.message

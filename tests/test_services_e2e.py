@@ -18,6 +18,7 @@ from genfactory.config import Settings, load_settings
 from genfactory.flows import generate_job
 from genfactory.statuses import ImageStatus, JobStatus
 from genfactory.storage import repository
+from tests.fakes.fixtures import exported_fakes
 from tests.fakes.server import FakeServices
 
 pytestmark = [pytest.mark.prefect, pytest.mark.usefixtures("prefect_harness")]
@@ -41,13 +42,8 @@ KEYWORDS = [
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeServices]:
     """The fakes, small images, and the environment a user would export for them."""
-    fake = FakeServices(image_long_side=192).start()
-    for name, value in fake.env().items():
-        monkeypatch.setenv(name, value)
-    try:
+    with exported_fakes(monkeypatch, image_long_side=192) as fake:
         yield fake
-    finally:
-        fake.stop()
 
 
 def remote_settings(tmp_path: Path, fake: FakeServices, count: int, **extra: Any) -> Settings:

@@ -7,6 +7,7 @@ the main conftest. Helpers build Settings, Credentials and a ProviderContext aim
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -51,6 +52,19 @@ def gen_request(**kw: Any) -> GenerationRequest:
 def fake_services() -> Iterator[FakeServices]:
     """The fake services on a free 127.0.0.1 port, stopped after the test."""
     fake = FakeServices().start()
+    try:
+        yield fake
+    finally:
+        fake.stop()
+
+
+@contextmanager
+def exported_fakes(monkeypatch: pytest.MonkeyPatch, **options: Any) -> Iterator[FakeServices]:
+    """The fake services (`FakeServices(**options)`) running, with the environment a user would
+    export for them (base URLs and keys) set for the test; stopped afterwards."""
+    fake = FakeServices(**options).start()
+    for name, value in fake.env().items():
+        monkeypatch.setenv(name, value)
     try:
         yield fake
     finally:
