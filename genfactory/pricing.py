@@ -30,42 +30,63 @@ MILLION = 1_000_000
 REMOVEBG_CREDITS = {"preview": 0.25}
 
 
+def _removebg_credits(settings: Settings) -> float:
+    """remove.bg credits one image costs at `processing.remove_bg_size`."""
+    return REMOVEBG_CREDITS.get(settings.processing.remove_bg_size, 1.0)
+
+
+def _counts(calls_or_usage: Counts | Any) -> Counts:
+    """Counts from planned calls, a `Usage`, or its snapshot."""
+    return calls_or_usage.snapshot() if hasattr(calls_or_usage, "snapshot") else calls_or_usage
+
+
+def call_of(settings: Settings, role: str) -> dict[str, dict[str, float]]:
+    """What one call of `providers.<role>` is planned to cost, as calls per service and kind
+    ({} for a free provider): the step asks the budget with it before making the call. An
+    image call is one generation (a Midjourney task, or `images_per_slot` images)."""
+    name = str(getattr(settings.providers, role))
+    if role == "prompt" and name == "openai":
+        return {"openai": {"prompt_calls": 1}}
+    if role == "image" and name == "piapi":
+        return {"piapi": {"tasks": 1}}
+    if role == "image" and name in ("runware", "openai", "sdwebui"):
+        return {name: {"images": images_per_slot(settings)}}
+    if role in ("qc", "metadata") and name == "openai":
+        return {"openai": {"vision_calls": 1}}
+    if role == "background" and name == "removebg":
+        credits = _removebg_credits(settings)
+        return {"removebg": {"images": 1, "credits": credits}}
+    return {}
+
+
 def planned_calls(settings: Settings, slots: int) -> dict[str, dict[str, int]]:
     """Calls per service and kind a job of `slots` slots makes at most, without re-asks."""
-    providers = settings.providers
     images = slots * images_per_slot(settings)
+    vision_qc = settings.qc.run_quality_check and settings.providers.qc == "openai"
+    # How many calls of each role: combined mode writes the metadata in the QC call itself.
+    counts = {
+        "prompt": slots,
+        "image": slots,
+        "qc": images if settings.qc.run_quality_check else 0,
+        "metadata": images
+        if settings.metadata.run_metadata_gen
+        and not (settings.metadata.combined_with_qc and vision_qc)
+        else 0,
+        "background": images if settings.processing.remove_bg else 0,
+    }
     calls: dict[str, dict[str, int]] = {}
-
-    def add(service: str, kind: str, amount: int) -> None:
-        if amount:
-            entry = calls.setdefault(service, {})
-            entry[kind] = entry.get(kind, 0) + amount
-
-    if providers.prompt == "openai":
-        add("openai", "prompt_calls", slots)
-    if providers.image == "piapi":
-        add("piapi", "tasks", slots)
-    elif providers.image in ("runware", "openai", "sdwebui"):
-        add(providers.image, "images", images)
-    vision_qc = settings.qc.run_quality_check and providers.qc == "openai"
-    if vision_qc:
-        add("openai", "vision_calls", images)
-    # Combined mode writes the metadata in the QC call itself.
-    combined = settings.metadata.combined_with_qc and vision_qc
-    if settings.metadata.run_metadata_gen and providers.metadata == "openai" and not combined:
-        add("openai", "vision_calls", images)
-    if settings.processing.remove_bg and providers.background == "removebg":
-        credits = REMOVEBG_CREDITS.get(settings.processing.remove_bg_size, 1.0)
-        add("removebg", "images", images)
-        add("removebg", "credits", round(images * credits))
+    for role, times in counts.items():
+        for service, kinds in call_of(settings, role).items():
+            for kind, amount in kinds.items():
+                if times and amount:
+                    entry = calls.setdefault(service, {})
+                    entry[kind] = entry.get(kind, 0) + round(times * amount)
     return calls
 
 
 def estimate_cost(settings: Settings, calls_or_usage: Counts | Any) -> dict[str, float]:
     """USD per service, plus `"total"`, from planned calls or a `Usage` (or its snapshot)."""
-    counts: Counts = (
-        calls_or_usage.snapshot() if hasattr(calls_or_usage, "snapshot") else calls_or_usage
-    )
+    counts = _counts(calls_or_usage)
     costs = {
         service: round(_service_cost(settings, service, values), 6)
         for service, values in counts.items()
@@ -118,7 +139,7 @@ def _service_cost(settings: Settings, service: str, values: Mapping[str, float])
     if service == "removebg":
         credits = get("credits")
         if credits is None:  # no X-Credits-Charged header: the documented rate per image
-            per_image = REMOVEBG_CREDITS.get(settings.processing.remove_bg_size, 1.0)
+            per_image = _removebg_credits(settings)
             credits = float(get("images", 0)) * per_image
         return float(credits) * prices.removebg_per_credit
     if service == "sdwebui":
@@ -153,7 +174,7 @@ def _openai_cost(settings: Settings, values: Mapping[str, float]) -> float:
 
 def cost_rows(settings: Settings, counts: Counts | Any) -> list[tuple[str, str, str]]:
     """(service, calls, estimated cost) rows for the CLI: one per service and a total."""
-    data: Counts = counts.snapshot() if hasattr(counts, "snapshot") else counts
+    data = _counts(counts)
     costs = estimate_cost(settings, data)
     rows = []
     for service in sorted(data):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from genfactory import pricing
@@ -84,7 +84,7 @@ class JobRuntime:
                 entry[key] = entry.get(key, 0) + amount
         return total
 
-    def check_budget(self, next_call: dict[str, dict[str, int]] | None) -> None:
+    def check_budget(self, next_call: Mapping[str, Mapping[str, float]] | None) -> None:
         """Stop the job (BudgetExceeded, a fatal error) before a call that would take it past
         `job.max_cost`."""
         if self.settings.job.max_cost is None or not next_call:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from genfactory import stock
+from genfactory import pricing, stock
 from genfactory.engine import pool
 from genfactory.engine.runtime import JobRuntime
 from genfactory.engine.steps import log_step, timed
@@ -31,8 +31,7 @@ def describe(runtime: JobRuntime, image: ImageRecord) -> ImageRecord:
                 keyword=image.keyword or "",
             )
             with runtime.guard():
-                if settings.providers.metadata == "openai":
-                    runtime.check_budget({"openai": {"vision_calls": 1}})
+                runtime.check_budget(pricing.call_of(settings, "metadata"))
                 metadata = runtime.providers.metadata.describe(request).as_dict()
         if metadata:
             metadata = _stock_ready(metadata, image)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from genfactory import pricing
 from genfactory.engine import pool
 from genfactory.engine.runtime import JobRuntime
 from genfactory.engine.steps import describe_error, error_code, fail_image, log_step, timed
@@ -135,8 +136,7 @@ def _remove_background(runtime: JobRuntime, prepared: bytes) -> tuple[bytes | No
     """(cutout PNG, note). Soft failure mode keeps the image; `fail` returns (None, reason)."""
     try:
         with runtime.guard():
-            if runtime.settings.providers.background == "removebg":
-                runtime.check_budget({"removebg": {"images": 1, "credits": 1}})
+            runtime.check_budget(pricing.call_of(runtime.settings, "background"))
             result = runtime.providers.background.remove_background(
                 ImageInput(data=prepared, media_type="image/png")
             )

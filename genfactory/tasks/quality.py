@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from genfactory import pricing
 from genfactory.engine.runtime import JobRuntime
 from genfactory.engine.steps import log_step, timed
 from genfactory.providers.base import ImageInput, QCRequest
@@ -29,8 +30,7 @@ def check_quality(runtime: JobRuntime, image: ImageRecord) -> ImageRecord:
     combined = runtime.providers.qc_metadata if settings.metadata.combined_with_qc else None
     metadata = None
     with runtime.guard(), timed() as t:
-        if settings.providers.qc == "openai":
-            runtime.check_budget({"openai": {"vision_calls": 1}})
+        runtime.check_budget(pricing.call_of(settings, "qc"))
         if combined is not None:
             verdict, metadata = combined.check_and_describe(request, image.keyword or "")
         else:
