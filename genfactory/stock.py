@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from functools import cache
 from importlib import resources
 from pathlib import PurePath
@@ -251,18 +251,3 @@ class StockNamer:
             reason = "shortened" if len(path.name) > self.limit else "renamed"
             changes.append(f"file name {reason}: {path.name} -> {candidate}")
         return candidate, changes
-
-
-def unique_names(names: Sequence[str]) -> list[str]:
-    """`names` with repeats numbered before the extension (`a.jpg`, `a_2.jpg`), order kept."""
-    seen: set[str] = set()
-    out: list[str] = []
-    for name in names:
-        path = PurePath(name)
-        candidate, number = path.name, 1
-        while candidate.lower() in seen:
-            number += 1
-            candidate = f"{path.stem}_{number}{path.suffix}"
-        seen.add(candidate.lower())
-        out.append(candidate)
-    return out

@@ -15,6 +15,8 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from genfactory.logs import REDACTED
+
 # ---------------------------------------------------------------------------------------------
 # Values passed to and from providers
 
@@ -133,7 +135,7 @@ def scrub_answer(value: Any, scrub: Callable[[str], str]) -> Any:
         return ImageMetadata(
             title=scrub(value.title),
             description=scrub(value.description),
-            keywords=[k for k in keywords if MASK not in k and "[REDACTED]" not in k],
+            keywords=[k for k in keywords if MASK not in k and REDACTED not in k],
         )
     if isinstance(value, QCVerdict | GenerationResult | ImageResult | BackgroundResult):
         changes = {

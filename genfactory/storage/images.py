@@ -219,7 +219,7 @@ class Images(StoreBase):
         export of a 10,000-image job holds one batch of rows, not all of them."""
         offset = 0
         while True:
-            with self._writing() as s:
+            with self._reading() as s:
                 query = (
                     select(GeneratedImage)
                     .where(GeneratedImage.execution_id == execution_id)

@@ -93,16 +93,6 @@ class Jobs(StoreBase):
                 query = query.where(JobExecution.status == status)
             return list(s.scalars(query))
 
-    def executions_by_id(self, execution_ids: Collection[int]) -> list[ExecutionRecord]:
-        with self._writing() as s:
-            return list(
-                s.scalars(
-                    select(JobExecution)
-                    .where(JobExecution.id.in_(execution_ids))
-                    .order_by(JobExecution.id)
-                )
-            )
-
     def image_counts(self, execution_id: int) -> dict[str, int]:
         """Images of an execution per status."""
         with self._reading() as s:

@@ -134,7 +134,7 @@ class Queue(StoreBase):
     def list_work(
         self, kind: str | None = None, statuses: Collection[str] | None = None
     ) -> list[WorkRecord]:
-        with self._writing() as s:
+        with self._reading() as s:
             query = select(WorkItem).order_by(WorkItem.id)
             if kind:
                 query = query.where(WorkItem.kind == kind)

@@ -24,6 +24,7 @@ from genfactory.errors import (
 )
 from genfactory.logs import redact
 from genfactory.media import sniff_media_type
+from genfactory.providers.base import MASK
 from genfactory.providers.http._errors import ErrorMapping
 from genfactory.providers.http._policy import (
     RAW_LIMIT,
@@ -273,7 +274,7 @@ class ServiceClient(ErrorMapping):
         """The text with every known API key masked (ours, every configured one, and every
         secret registered with the log redaction)."""
         for secret in self._secrets:
-            text = text.replace(secret, "***")
+            text = text.replace(secret, MASK)
         return redact(text)
 
     def close(self) -> None:
