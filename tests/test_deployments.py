@@ -178,3 +178,22 @@ def test_serve_reads_the_same_deployments_and_names_a_missing_flow_module(
     with pytest.raises(ConfigError, match="lists no deployments"):
         (tmp_path / "empty.yaml").write_text("name: x\n")
         read_specs(tmp_path / "empty.yaml")
+
+
+def test_a_label_from_the_config_file_or_the_environment_is_kept_by_a_deployment_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from genfactory.flows.generate_job import _deployment_settings
+
+    config = tmp_path / "job.toml"
+    config.write_text('[job]\nlabel = "from-toml"\n')
+    assert _deployment_settings(None, 2, None, str(config), None).job.label == "from-toml"
+    # The named parameter still wins over the file.
+    assert _deployment_settings(None, 2, "named", str(config), None).job.label == "named"
+    monkeypatch.setenv("GENFACTORY_JOB__LABEL", "from-env")
+    assert _deployment_settings(None, 2, None, None, None).job.label == "from-env"
+    monkeypatch.delenv("GENFACTORY_JOB__LABEL")
+    # Nothing names one: a fresh default label.
+    assert re.fullmatch(
+        r"job_\d{8}_\d{6}_\w{4}", _deployment_settings(None, 2, None, None, None).job.label or ""
+    )

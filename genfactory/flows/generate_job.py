@@ -59,9 +59,12 @@ def _deployment_settings(
     ):
         if value is not None:
             dotted[key] = value
-    if "job.label" not in dotted:
-        name = flow_run.name or ""
-        dotted["job.label"] = name.removeprefix(RUN_PREFIX) if name else default_label()
+    settings = load_settings(Path(config_file) if config_file else None, overrides=dotted)
+    if settings.job.label is not None:
+        return settings
+    # No label from the file, the environment or the parameters: the run's own name.
+    name = flow_run.name or ""
+    dotted["job.label"] = name.removeprefix(RUN_PREFIX) if name else default_label()
     return load_settings(Path(config_file) if config_file else None, overrides=dotted)
 
 
