@@ -17,11 +17,6 @@ from genfactory.providers.registry import needed_services
 logger = logging.getLogger("genfactory.secrets")
 
 
-def needed_keys(settings: Settings) -> set[str]:
-    """Credentials fields the configured providers need."""
-    return {spec.key_field for spec in needed_services(settings) if spec.key_field}
-
-
 def load_credentials(settings: Settings) -> Credentials:
     """Environment first; a needed key missing there is looked up in its service's Prefect
     Secret block (`ServiceSpec.secret_block`)."""

@@ -28,6 +28,7 @@ from genfactory.engine.steps import (
 )
 from genfactory.errors import ImageRejected, JobStopped, MalformedResponse
 from genfactory.files import remove_quietly, safe_name, write_replacing
+from genfactory.image_folder import SOURCE_PATH, SOURCE_STEM
 from genfactory.media import extension_for, sniff_media_type
 from genfactory.providers.base import GenerationRequest, ImageResult, PromptRequest
 from genfactory.providers.registry import images_per_slot, repeatable_create
@@ -94,7 +95,7 @@ def generate_slot(execution_id: int, slot_id: int, slot: int) -> list[int]:
                 seed=seed,
                 negative_prompt=settings.prompts.negative_prompt,
                 resume_task_id=record.provider_task_id,
-                source_path=record.variables.get("source_path"),
+                source_path=record.variables.get(SOURCE_PATH),
                 on_task_created=lambda task_id: repository.update_slot(
                     slot_id, provider_task_id=task_id
                 ),
@@ -176,7 +177,7 @@ def _save_images(
     settings: Settings = runtime.settings
     temp_dir = Path(str(settings.job.temp_dir))
     stem = f"{safe_name(str(settings.job.label))}_{slot.slot}"
-    source_stem = slot.variables.get("source_stem")  # an image from `job.images_dir`
+    source_stem = slot.variables.get(SOURCE_STEM)  # an image from `job.images_dir`
     rows: list[dict[str, object]] = []
     try:
         for index, image in enumerate(images):

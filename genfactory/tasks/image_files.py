@@ -79,5 +79,6 @@ def finish_to_file(
 
 
 def embed_file_metadata(path: str, title: str, description: str, keywords: list[str]) -> None:
-    """Embed IPTC/XMP into the output file at ``path`` (runs in the calling thread)."""
+    """Embed IPTC/XMP into the output file at ``path``; a top-level function, so the metadata
+    step can run it in the process pool."""
     embed_metadata(Path(path), title=title, description=description, keywords=keywords)

@@ -19,6 +19,7 @@ from genfactory.engine.runtime import JobRuntime
 from genfactory.engine.steps import describe_error, error_code, fail_image, log_step, timed
 from genfactory.errors import ImageRejected, JobFatalError, ProviderError
 from genfactory.files import safe_name
+from genfactory.image_folder import SOURCE_STEM
 from genfactory.processing import EXTENSIONS, find_near_duplicate
 from genfactory.providers.base import ImageInput
 from genfactory.statuses import ImageStatus
@@ -34,7 +35,7 @@ def output_stem(runtime: JobRuntime, image: ImageRecord) -> str:
     from `job.images_dir`, else `<label>_<slot>_<index>`."""
     if runtime.settings.job.images_dir is not None:
         slot = repository.get_slot_by_number(image.execution_id, image.slot)
-        stem = slot.variables.get("source_stem") if slot is not None else None
+        stem = slot.variables.get(SOURCE_STEM) if slot is not None else None
         if stem:
             return safe_name(str(stem))
     return f"{safe_name(str(runtime.settings.job.label))}_{image.slot}_{image.image_index}"
