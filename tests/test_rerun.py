@@ -102,6 +102,24 @@ def test_a_bulk_a_killed_worker_left_continues_with_the_job_it_ran_and_the_rest(
     assert {w.status for w in repository.list_work("rerun")} == {"done"}
 
 
+def test_two_queued_reruns_of_one_job_make_two_executions(tmp_path: Path) -> None:
+    """Two `genfactory rerun J` queued before either ran: the second batch must not take the
+    first batch's finished execution for one a killed worker left ("created since I was
+    queued"), or its rerun never runs."""
+    (source,) = _jobs(tmp_path, 1)
+    queue_reruns([source])
+    queue_reruns([source])
+
+    summaries = rerun_jobs()
+    summaries += rerun_jobs()
+
+    reruns = [e for e in repository.list_executions() if e.rerun_of_id == source]
+    assert len(reruns) == 2
+    assert all(e.status == JobStatus.COMPLETED for e in reruns)
+    assert sorted(s["execution_id"] for s in summaries) == sorted(e.id for e in reruns)
+    assert {w.result_id for w in repository.list_work("rerun")} == {e.id for e in reruns}
+
+
 def test_a_rerun_of_an_unknown_job_or_with_a_bad_setting_queues_nothing(tmp_path: Path) -> None:
     sources = _jobs(tmp_path, 1)
     with pytest.raises(repository.NotFound, match="job 999 does not exist"):

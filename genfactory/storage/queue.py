@@ -7,11 +7,19 @@ import uuid
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import exists, select, update
 
 from genfactory.statuses import IMAGE_TRANSITIONS, ImageStatus
 from genfactory.storage.base import StatusChange, StoreBase, cas, get_row
-from genfactory.storage.models import GeneratedImage, JobExecution, WorkItem, WorkRecord, utcnow
+from genfactory.storage.models import (
+    ExecutionRecord,
+    GeneratedImage,
+    GenerationSlot,
+    JobExecution,
+    WorkItem,
+    WorkRecord,
+    utcnow,
+)
 
 #: Work queue item statuses: a `running` item whose worker is gone is taken up again.
 WORK_PENDING, WORK_RUNNING, WORK_DONE, WORK_FAILED = "pending", "running", "done", "failed"
@@ -141,3 +149,21 @@ class Queue(StoreBase):
             if statuses:
                 query = query.where(WorkItem.status.in_(statuses))
             return list(s.scalars(query))
+
+    def unrecorded_rerun(self, item_id: int, source_id: int) -> ExecutionRecord | None:
+        """The rerun execution of `source_id` a worker created for queue item `item_id` but
+        was killed before recording: created since the item was queued, with its slots, and
+        the result of no queue item. None when there is none."""
+        with self._reading() as s:
+            queued_at = select(WorkItem.created_at).where(WorkItem.id == item_id)
+            recorded = select(WorkItem.result_id).where(WorkItem.result_id.is_not(None))
+            query = (
+                select(JobExecution)
+                .where(JobExecution.rerun_of_id == source_id)
+                .where(JobExecution.created_at >= queued_at.scalar_subquery())
+                .where(JobExecution.id.not_in(recorded))
+                .where(exists().where(GenerationSlot.execution_id == JobExecution.id))
+                .order_by(JobExecution.id)
+                .limit(1)
+            )
+            return s.scalars(query).first()

@@ -96,18 +96,11 @@ def start_rerun(
 def _created_before_a_kill(item_id: int, source_id: int) -> int | None:
     """The rerun execution a killed worker created for this queue item but had not recorded
     yet (it has its slots): taken up, so a kill never makes two reruns of one job."""
-    item = next((w for w in repository.list_work("rerun") if w.id == item_id), None)
-    if item is None:
+    execution = repository.unrecorded_rerun(item_id, source_id)
+    if execution is None:
         return None
-    for execution in repository.list_executions(limit=10_000):
-        if (
-            execution.rerun_of_id == source_id
-            and execution.created_at >= item.created_at
-            and repository.list_slots(execution.id)
-        ):
-            repository.finish_work(item_id, repository.WORK_RUNNING, result_id=execution.id)
-            return execution.id
-    return None
+    repository.finish_work(item_id, repository.WORK_RUNNING, result_id=execution.id)
+    return execution.id
 
 
 def end_rerun(item_id: int, error: str | None = None) -> None:
