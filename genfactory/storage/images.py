@@ -197,13 +197,13 @@ class Images(StoreBase):
             else:
                 values = {"error": None, "error_code": None, **fields}
                 new = ImageStatus.APPROVED
-            cas(
+            row = cas_returning(
                 s,
                 StatusChange(
                     GeneratedImage, IMAGE_TRANSITIONS, image_id, expected, new, "image", values
                 ),
             )
-            return get_row(s, GeneratedImage, image_id, "image"), duplicate_of
+            return row, duplicate_of
 
     def approved_hashes(self, execution_id: int | None) -> list[tuple[int, str]]:
         """(image id, perceptual hash) of approved images, of one execution or the whole

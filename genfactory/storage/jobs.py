@@ -9,7 +9,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from genfactory.statuses import JOB_TRANSITIONS, ImageStatus, JobStatus
-from genfactory.storage.base import StatusChange, StoreBase, cas, fetch, get_row
+from genfactory.storage.base import StatusChange, StoreBase, cas, cas_returning, fetch, get_row
 from genfactory.storage.models import (
     ExecutionRecord,
     GeneratedImage,
@@ -103,13 +103,12 @@ class Jobs(StoreBase):
     ) -> ExecutionRecord:
         """Change an execution's status by compare-and-set (see `statuses.JOB_TRANSITIONS`)."""
         with self._writing() as s:
-            cas(
+            return cas_returning(
                 s,
                 StatusChange(
                     JobExecution, JOB_TRANSITIONS, execution_id, expected, new, "job", values
                 ),
             )
-            return get_row(s, JobExecution, execution_id, "job")
 
     def finish_execution(
         self,
@@ -132,7 +131,7 @@ class Jobs(StoreBase):
             values: dict[str, Any] = {"completed_at": utcnow(), **_totals(counts)}
             if error_message is not None:
                 values["error_message"] = error_message
-            cas(
+            return cas_returning(
                 s,
                 StatusChange(
                     JobExecution,
@@ -144,7 +143,6 @@ class Jobs(StoreBase):
                     values,
                 ),
             )
-            return get_row(s, JobExecution, execution_id, "job")
 
     def refresh_totals(self, execution_id: int) -> None:
         """Store the current per-status counts on the execution (while it runs, for listings)."""
