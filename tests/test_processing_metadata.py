@@ -127,3 +127,18 @@ def test_concurrent_embedding_from_threads(tmp_path: Path) -> None:
     for i, path in enumerate(paths):
         tags = _read(path)
         assert tags["XMP-dc:Title"] == f"Title {i}" and tags["IPTC:Keywords"] == f"k{i}"
+
+
+def test_a_metadata_write_cut_short_leaves_a_temp_copy_that_is_found_for_cleaning(
+    tmp_path: Path,
+) -> None:
+    from genfactory.processing.metadata import embedding_leftovers
+
+    staged = tmp_path / "fox_1_e2.png"
+    staged.write_bytes(b"png")
+    cut_short = tmp_path / ".fox_1_e2.5dc46519.meta.png"  # the name embed_metadata writes to
+    cut_short.write_bytes(b"half")
+    (tmp_path / ".fox_1_e22.5dc46519.meta.png").write_bytes(b"another image's")
+    (tmp_path / ".fox_1_e2.5dc46519.meta.jpg").write_bytes(b"another format's")
+
+    assert embedding_leftovers(staged) == [cut_short]

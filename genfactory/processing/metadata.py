@@ -8,6 +8,7 @@ IPTC digital source type that declares the image as AI-generated.
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import secrets
 import shutil
@@ -71,6 +72,16 @@ def _write(path: Path, title: str, description: str, keywords: list[str]) -> Non
         meta.modify_xmp(xmp)
 
 
+_TEMP_MARK = ".meta"
+
+
+def embedding_leftovers(path: str | Path) -> list[Path]:
+    """Temporary copies `embed_metadata` made of ``path`` and never moved over it (its process
+    was killed mid-write): safe to delete once ``path`` is no longer being embedded."""
+    path = Path(path)
+    return sorted(path.parent.glob(f".{glob.escape(path.stem)}.*{_TEMP_MARK}{path.suffix}"))
+
+
 def embed_metadata(path: Path, *, title: str, description: str, keywords: list[str]) -> None:
     """Write title, description and keywords into the image file at ``path``, atomically.
 
@@ -84,7 +95,7 @@ def embed_metadata(path: Path, *, title: str, description: str, keywords: list[s
     """
     path = Path(path)
     words = _clean_keywords(keywords)
-    tmp = path.with_name(f".{path.stem}.{secrets.token_hex(4)}.meta{path.suffix}")
+    tmp = path.with_name(f".{path.stem}.{secrets.token_hex(4)}{_TEMP_MARK}{path.suffix}")
     try:
         # O_EXCL with mode 0o666: a fresh name, and the umask decides permissions as for
         # any other output file (mkstemp would make it 0600).

@@ -11,6 +11,7 @@ from typing import Any
 from genfactory.engine.runtime import JobRuntime
 from genfactory.engine.steps import log_step
 from genfactory.files import link_no_clobber, remove_quietly, replace_with_link
+from genfactory.processing.metadata import embedding_leftovers
 from genfactory.statuses import ImageStatus
 from genfactory.storage import repository
 from genfactory.storage.repository import ImageRecord
@@ -76,6 +77,8 @@ def clean_approved_leftovers(runtime: JobRuntime) -> None:
         staged = staged_path(runtime, image)
         staging = staged.parent
         remove_quietly(staged)
+        for leftover in embedding_leftovers(staged):  # a metadata write the kill cut short
+            remove_quietly(leftover)
     if staging is not None:
         with contextlib.suppress(OSError):
             staging.rmdir()
