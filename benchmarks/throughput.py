@@ -78,8 +78,10 @@ def wait_http(url: str, timeout: float) -> None:
 
 def start_prefect_server(kind: str, workdir: Path) -> tuple[subprocess.Popen[bytes], str, str]:
     port = free_port()
-    env = {**os.environ, "PREFECT_HOME": str(workdir / "prefect-home")}
-    env.pop("PREFECT_API_URL", None)
+    from genfactory.engine.server import server_environment
+
+    # The local server as `genfactory server start` runs it (its service settings included).
+    env = server_environment({**os.environ, "PREFECT_HOME": str(workdir / "prefect-home")})
     database = ""
     if kind == "postgres":
         database = f"gf_bench_{uuid.uuid4().hex[:8]}"
@@ -187,6 +189,30 @@ def direct_image_work(settings: Any, slots: int, concurrency: int) -> float:
     elapsed = time.perf_counter() - started
     shutil.rmtree(out, ignore_errors=True)
     return elapsed
+
+
+def machine_cpu_seconds() -> float:
+    """Busy CPU seconds of the whole machine so far (every process: pool, server, fakes)."""
+    with open("/proc/stat") as stat:
+        fields = [int(v) for v in stat.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def session_cpu_seconds(session: int) -> float:
+    """CPU seconds of the live processes of one session (the Prefect server and its children)."""
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == session:  # field 6 of stat: the session id
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def quiet_console_logs() -> None:
@@ -357,10 +383,14 @@ def main() -> None:
             # ...whose workers have loaded the detectors' models (OCR, NudeNet) already.
             direct_image_work(settings, 4 * process_pool.pool_size(), args.concurrency)
         cpu_before = resource.getrusage(resource.RUSAGE_SELF)
+        machine_before = machine_cpu_seconds()
+        server_before = session_cpu_seconds(server.pid) if server is not None else 0.0
         flow_started = time.perf_counter()
         state = generate_job(settings, return_state=True)
         flow_wall = time.perf_counter() - flow_started
         cpu_after = resource.getrusage(resource.RUSAGE_SELF)
+        machine_cpu = machine_cpu_seconds() - machine_before
+        server_cpu = session_cpu_seconds(server.pid) - server_before if server is not None else 0.0
         summary = state.result() if state.is_completed() else {}
         executions = repository.list_executions(limit=1)
         execution = executions[0]
@@ -386,7 +416,11 @@ def main() -> None:
         )
         n_images = max(1, len(images))
         ideal = math.ceil(args.slots / args.concurrency) * critical if critical else 0.0
-        direct = direct_image_work(settings, args.slots, args.concurrency) if args.offline else None
+        direct = direct_machine = None
+        if args.offline:
+            direct_before = machine_cpu_seconds()
+            direct = direct_image_work(settings, args.slots, args.concurrency)
+            direct_machine = machine_cpu_seconds() - direct_before
         figures = {
             "slots": args.slots,
             "concurrency": args.concurrency,
@@ -401,6 +435,8 @@ def main() -> None:
             "ratio_to_ideal": round(flow_time / ideal, 3) if ideal else None,
             "images_per_second": round(len(images) / flow_time, 2) if flow_time else None,
             "orchestration_cpu_ms_per_image": round(cpu / n_images * 1000, 1),
+            "machine_cpu_ms_per_image": round(machine_cpu / n_images * 1000, 1),
+            "prefect_server_cpu_ms_per_image": round(server_cpu / n_images * 1000, 1),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             "store_errors": store_errors,
             "lost_slots": lost_slots,
@@ -411,6 +447,9 @@ def main() -> None:
         }
         if direct is not None:
             figures["image_work_seconds"] = round(direct, 2)
+            figures["image_work_machine_cpu_ms_per_image"] = round(
+                (direct_machine or 0.0) / n_images * 1000, 1
+            )
             figures["share_outside_image_work"] = round(max(0.0, 1 - direct / flow_time), 3)
         del summary
         reasons: dict[str, int] = {}

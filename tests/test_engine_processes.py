@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from genfactory.statuses import FINAL_IMAGE_STATUSES, FINAL_SLOT_STATUSES, JobStatus
@@ -148,6 +149,17 @@ def _outcome(execution_id: int) -> set[tuple[int, int, str]]:
     }
 
 
+def _task_run_names(api_url: str, flow_run_ids: list[str]) -> list[str]:
+    """The names of the task runs the Prefect server recorded for these flow runs."""
+    answer = httpx.post(
+        f"{api_url}/task_runs/filter",
+        json={"flow_runs": {"id": {"any_": flow_run_ids}}, "limit": 200},
+        timeout=10,
+    )
+    answer.raise_for_status()
+    return [run["name"] for run in answer.json()]
+
+
 def _files(directory: Path) -> list[str]:
     return sorted(p.name for p in directory.rglob("*") if p.is_file())
 
@@ -171,6 +183,19 @@ def test_a_killed_job_resumes_to_the_same_result_without_paying_twice(
     first = repository.list_executions(limit=1)[0].id
     expected = _outcome(first)
     assert len(expected) == count * 4
+    # The UI shows every slot and image of the run under its own name (the local server
+    # records task runs in batches: all of them arrive within its flush interval).
+    names = {f"generate/{slot}" for slot in range(count)} | {
+        f"image/{slot}-{index}" for slot, index, _ in expected
+    }
+    flow_runs = repository.get_execution(first).flow_run_ids or []
+    wait_for(
+        lambda: set(_task_run_names(prefect_server["PREFECT_API_URL"], flow_runs)) >= names,
+        30,
+        "the Prefect server to record every task run",
+    )
+    recorded = _task_run_names(prefect_server["PREFECT_API_URL"], flow_runs)
+    assert sorted(name for name in recorded if "/" in name) == sorted(names)  # each once
     fake.clear_requests()
 
     work = tmp_path / "killed"

@@ -117,14 +117,14 @@ def test_generate_records_all_images_of_a_generation_or_none(
 
     monkeypatch.setattr(repository, "add_images", broken)
     with pytest.raises(OSError):
-        generate.generate_slot.fn(execution_id, slot_id, 0)
+        generate.generate_slot(execution_id, slot_id, 0)
     assert repository.list_images(execution_id=execution_id) == []
     assert list((tmp_path / "tmp").iterdir()) == []  # no orphan files
     assert repository.get_slot(slot_id).status == SlotStatus.GENERATING
 
     monkeypatch.setattr(repository, "add_images", original)
-    first = generate.generate_slot.fn(execution_id, slot_id, 0)
-    again = generate.generate_slot.fn(execution_id, slot_id, 0)  # a retry or a resume
+    first = generate.generate_slot(execution_id, slot_id, 0)
+    again = generate.generate_slot(execution_id, slot_id, 0)  # a retry or a resume
     assert len(first) == 3 and again == first
     assert repository.get_slot(slot_id).status == SlotStatus.GENERATED
     assert len(list((tmp_path / "tmp").iterdir())) == 3
@@ -132,7 +132,7 @@ def test_generate_records_all_images_of_a_generation_or_none(
     # Images finished are not handed out again; images part-way are.
     repository.transition_image(first[0], ImageStatus.GENERATED, ImageStatus.QC_FAILED)
     repository.transition_image(first[1], ImageStatus.GENERATED, ImageStatus.QC_PASSED)
-    assert generate.generate_slot.fn(execution_id, slot_id, 0) == first[1:]
+    assert generate.generate_slot(execution_id, slot_id, 0) == first[1:]
     release_runtime(execution_id)
 
 

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,26 @@ MODE_ENV = "GENFACTORY_PREFECT_SERVER"
 PORT_ENV = "GENFACTORY_PREFECT_PORT"
 DEFAULT_PORT = 4200
 START_TIMEOUT_SECONDS = 90.0
+
+#: Settings of the local server unless the user's environment sets them. Prefect's task run
+#: recorder writes each task-run state event in a transaction of its own by default (batch size
+#: 1): with SQLite that cost the server about 8 ms of CPU per event, 3 events per task run, more
+#: CPU than the job itself. In batches of up to 100, written at least every second (so the UI
+#: lags by one second at most), it costs a third of that (benchmarks/README.md).
+SERVER_DEFAULTS: dict[str, str] = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DO_NOT_TRACK": "1",
+    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE": "100",
+    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL": "1",
+}
+
+
+def server_environment(base: Mapping[str, str]) -> dict[str, str]:
+    """The environment of a local server started from `base`: `SERVER_DEFAULTS` where `base`
+    sets nothing, and no `PREFECT_API_URL` (the server is the API)."""
+    env = {**SERVER_DEFAULTS, **base}
+    env.pop("PREFECT_API_URL", None)
+    return env
 
 
 @dataclass(frozen=True)
@@ -120,8 +141,7 @@ def start(timeout: float = START_TIMEOUT_SECONDS) -> ServerStatus:
         return current
     log_path = _log_file()
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"}
-    env.pop("PREFECT_API_URL", None)
+    env = server_environment(os.environ)
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
             [

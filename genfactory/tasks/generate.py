@@ -12,20 +12,11 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from prefect import task
-
 from genfactory import pricing
 from genfactory.config import Settings
 from genfactory.engine import pool
 from genfactory.engine.runtime import JobRuntime, get_runtime
-from genfactory.engine.steps import (
-    ENGINE_TASK_OPTIONS,
-    describe_error,
-    error_code,
-    log_step,
-    scrub_errors,
-    timed,
-)
+from genfactory.engine.steps import describe_error, error_code, log_step, scrub_errors, timed
 from genfactory.errors import ImageRejected, JobStopped, MalformedResponse
 from genfactory.files import remove_quietly, safe_name, write_replacing
 from genfactory.image_folder import SOURCE_PATH, SOURCE_STEM
@@ -40,7 +31,6 @@ from genfactory.tasks import image_files
 AMBIGUOUS_CREATE = "ambiguous_create"
 
 
-@task(name="generate", task_run_name="generate/{slot}", **ENGINE_TASK_OPTIONS)
 @scrub_errors
 def generate_slot(execution_id: int, slot_id: int, slot: int) -> list[int]:
     """Generate slot `slot` (row `slot_id`) into the temp directory; returns the ids of its
