@@ -186,6 +186,35 @@ class StatusChange(Generic[M]):
         )
 
 
+def _update_by_id(model: type[Base], row_id: int, values: dict[str, Any]) -> Any:
+    """`UPDATE <table> SET … WHERE id = ?` (the table, not the ORM entity: no session
+    synchronisation for a row no session holds)."""
+    rows = cast(Table, model.__table__)
+    names = column_names(model)
+    return (
+        update(rows)
+        .where(rows.c.id == row_id)
+        .values({names[key]: value for key, value in values.items()})
+    )
+
+
+def update_row(session: Session, model: type[Base], row_id: int, values: dict[str, Any]) -> None:
+    """Set `values` on row `row_id` of `model` (nothing when there is no such row)."""
+    session.connection().execute(_update_by_id(model, row_id, values))
+
+
+def update_returning(
+    session: Session, model: type[M], row_id: int, what: str, values: dict[str, Any]
+) -> M:
+    """Set `values` on row `row_id` and return it as a record (`UPDATE … RETURNING`; the
+    ORM's load-modify-flush costs several times more); NotFound names it as `what`."""
+    statement = _update_by_id(model, row_id, values).returning(*labelled_columns(model))
+    row = session.connection().execute(statement).first()
+    if row is None:
+        raise NotFound(f"{what} {row_id} does not exist")
+    return record_from_row(model, row._mapping)
+
+
 def cas(session: Session, change: StatusChange[Any]) -> None:
     """Compare-and-set one row's status: `UPDATE … WHERE id = ? AND status IN expected`;
     TransitionError when the row was not `expected`, NotFound when there is no such row."""

@@ -15,7 +15,15 @@ from genfactory.statuses import (
     ImageStatus,
     SlotStatus,
 )
-from genfactory.storage.base import StatusChange, StoreBase, cas, cas_returning, fetch, get_row
+from genfactory.storage.base import (
+    StatusChange,
+    StoreBase,
+    cas,
+    cas_returning,
+    fetch,
+    get_row,
+    update_returning,
+)
 from genfactory.storage.models import GeneratedImage, GenerationSlot, ImageRecord, updatable
 
 #: What `update_image` / `transition_image` may set (the status only by a transition).
@@ -134,11 +142,7 @@ class Images(StoreBase):
         if unknown or "status" in fields:
             raise ValueError(f"cannot update image fields {sorted(unknown or {'status'})}")
         with self._writing() as s:
-            row = get_row(s, GeneratedImage, image_id, "image")
-            for key, value in fields.items():
-                setattr(row, key, value)
-            s.flush()
-            return row
+            return update_returning(s, GeneratedImage, image_id, "image", fields)
 
     def transition_image(
         self, /, image_id: int, expected: str | Collection[str], new: ImageStatus, **fields: Any

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from genfactory.statuses import SLOT_TRANSITIONS, SlotStatus
-from genfactory.storage.base import StatusChange, StoreBase, cas, fetch
+from genfactory.storage.base import StatusChange, StoreBase, cas, fetch, update_row
 from genfactory.storage.models import GenerationSlot, SlotRecord, updatable
 
 #: What `update_slot` / `transition_slot` may set (the slot's status only by a transition).
@@ -62,7 +62,7 @@ class Slots(StoreBase):
         """Update a slot's data; its status changes only through `transition_slot`."""
         _check_slot_fields(fields)
         with self._writing() as s:
-            s.execute(update(GenerationSlot).where(GenerationSlot.id == slot_id).values(**fields))
+            update_row(s, GenerationSlot, slot_id, fields)
 
     def transition_slot(
         self,
