@@ -190,3 +190,79 @@ def test_a_repository_over_its_own_engine_needs_no_environment(tmp_path: Path) -
     assert [e.id for e in store.list_executions()] == [job.id]
     assert repository.list_executions() == []  # the configured store saw nothing
     engine.dispose()
+
+
+def _approved_image(execution_id: int, index: int, phash: str) -> int:
+    image = repository.add_image(
+        execution_id=execution_id,
+        slot=0,
+        image_index=index,
+        generation_prompt="p",
+        temp_image_path=f"/t/{index}.png",
+        phash=phash,
+    )
+    for new in (ImageStatus.QC_PASSED, ImageStatus.PROCESSED, ImageStatus.APPROVED):
+        image = repository.transition_image(image.id, image.status, new)
+    return image.id
+
+
+def _check_approved_hashes_follow_the_store() -> None:
+    from genfactory.storage.repository import Repository
+
+    job, other_job = _execution(), _execution()
+    ours = repository.default_repository()
+    # Another process: its own repository (its own cache) over the same store.
+    theirs = Repository.over_engine(get_engine())
+    first = _approved_image(job.id, 0, "00000000000000ff")
+    assert ours.approved_hashes(job.id) == [(first, "00000000000000ff")]
+
+    second = _approved_image(job.id, 1, "0000000000ff0000")  # approved behind the cache
+    assert ours.approved_hashes(job.id) == [
+        (first, "00000000000000ff"),
+        (second, "0000000000ff0000"),
+    ]
+    # An approval with the near-duplicate check, by the other process: both see it.
+    third = repository.add_image(
+        execution_id=job.id,
+        slot=0,
+        image_index=2,
+        generation_prompt="p",
+        temp_image_path="/t/2.png",
+        phash="ff00000000000000",
+    )
+    repository.transition_image(third.id, ImageStatus.GENERATED, ImageStatus.QC_PASSED)
+    repository.transition_image(third.id, ImageStatus.QC_PASSED, ImageStatus.PROCESSED)
+    _, twin = theirs.approve_image(third.id, lambda approved: None, job.id)
+    assert twin is None
+    assert [i for i, _ in ours.approved_hashes(job.id)] == [first, second, third.id]
+    assert [i for i, _ in theirs.approved_hashes(job.id)] == [first, second, third.id]
+
+    # A row stamped earlier than the newest the cache saw (a clock behind): still seen.
+    fourth = _approved_image(job.id, 3, "000000ff00000000")
+    with get_engine().begin() as conn:
+        conn.execute(
+            text("UPDATE generated_images SET updated_at = :t WHERE id = :i"),
+            {"t": "2000-01-01 00:00:00.000000", "i": fourth}
+            if get_engine().dialect.name == "sqlite"
+            else {"t": "2000-01-01 00:00:00+00", "i": fourth},
+        )
+    assert {i for i, _ in ours.approved_hashes(job.id)} == {first, second, third.id, fourth}
+    # A row no longer approved (failed by a retry flow, say) and a deleted job: gone.
+    with get_engine().begin() as conn:
+        conn.execute(
+            text("UPDATE generated_images SET status = 'failed' WHERE id = :i"), {"i": second}
+        )
+    assert {i for i, _ in ours.approved_hashes(job.id)} == {first, third.id, fourth}
+    elsewhere = _approved_image(other_job.id, 0, "0f0f0f0f0f0f0f0f")
+    assert {i for i, _ in ours.approved_hashes(None)} == {first, third.id, fourth, elsewhere}
+    repository.delete_execution(other_job.id)
+    assert {i for i, _ in ours.approved_hashes(None)} == {first, third.id, fourth}
+
+
+def test_approved_hashes_follow_the_store_across_repositories() -> None:
+    _check_approved_hashes_follow_the_store()
+
+
+@pytest.mark.postgres
+def test_approved_hashes_follow_the_store_on_postgres(postgres_store: str) -> None:
+    _check_approved_hashes_follow_the_store()
