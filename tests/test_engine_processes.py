@@ -196,6 +196,12 @@ def test_a_killed_job_resumes_to_the_same_result_without_paying_twice(
     )
     recorded = _task_run_names(prefect_server["PREFECT_API_URL"], flow_runs)
     assert sorted(name for name in recorded if "/" in name) == sorted(names)  # each once
+    from genfactory.engine import server
+
+    pid = server.status().pid
+    assert pid is not None
+    environment = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    assert b"PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE=100" in environment
     fake.clear_requests()
 
     work = tmp_path / "killed"

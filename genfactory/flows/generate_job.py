@@ -1,5 +1,5 @@
 """`generate_job` and `resume_job`: one flow run per job (or resume), the slots mapped as one
-`slot/<n>` task each on a thread pool capped at `job.max_concurrency`, then `reconcile` and the
+`generate/<n>` task each on a thread pool capped at `job.max_concurrency`, then `reconcile` and the
 summary (docs/SPEC.md §1). Why a task per slot and not a subflow: benchmarks/README.md."""
 
 from __future__ import annotations
