@@ -12,7 +12,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
 
-from sqlalchemy import ColumnElement, Engine, RowMapping, Select, Table, bindparam, select, update
+from sqlalchemy import (
+    ClauseElement,
+    ColumnElement,
+    Connection,
+    Engine,
+    RowMapping,
+    Select,
+    Table,
+    Update,
+    bindparam,
+    select,
+    update,
+)
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -71,6 +83,29 @@ class StoreBase:
         """A short read transaction."""
         with self._reads() as session, session.begin():
             yield session
+
+    @contextmanager
+    def _write_tx(self) -> Iterator[Connection]:
+        """A short write transaction on a plain connection: the hot path of the steps, without
+        an ORM session's per-transaction work."""
+        bind = self._writes.kw.get("bind")
+        if isinstance(bind, Engine):
+            with bind.begin() as connection:
+                yield connection
+        else:
+            with self._writing() as session:
+                yield session.connection()
+
+    @contextmanager
+    def _read_tx(self) -> Iterator[Connection]:
+        """A short read transaction on a plain connection (see `_write_tx`)."""
+        bind = self._reads.kw.get("bind")
+        if isinstance(bind, Engine):
+            with bind.connect() as connection, connection.begin():
+                yield connection
+        else:
+            with self._reading() as session:
+                yield session.connection()
 
     def _open_rows(
         self, model: type[M], execution_id: int, statuses: Collection[str], *order: Any
@@ -132,13 +167,49 @@ def _select_by_id(model: type[Any]) -> Select[Any]:
     return statement
 
 
-def fetch(session: Session, model: type[M], row_id: int, what: str) -> M:
+def connection_of(session: Session | Connection) -> Connection:
+    """The connection a Core statement runs on: the session's, or the connection itself."""
+    return session.connection() if isinstance(session, Session) else session
+
+
+def fetch(session: Session | Connection, model: type[M], row_id: int, what: str) -> M:
     """One row as a record, by a Core select on the session's connection: the hot path of
     every step skips the ORM's per-statement work."""
-    row = session.connection().execute(_select_by_id(model), {"row_id": row_id}).first()
+    row = connection_of(session).execute(_select_by_id(model), {"row_id": row_id}).first()
     if row is None:
         raise NotFound(f"{what} {row_id} does not exist")
     return record_from_row(model, row._mapping)
+
+
+_CAS: dict[tuple[Any, ...], Update] = {}
+
+
+def _cas_statement(
+    model: type[Base], values: dict[str, Any], expected: int, returning: bool
+) -> Update:
+    """The compare-and-set UPDATE of `model` (with RETURNING every column, labelled, if
+    `returning`); a value of None becomes the bind parameter `_v_<name>`, any other is used as
+    given (an SQL expression)."""
+    rows = cast(Table, model.__table__)
+    names = column_names(model)
+    statement = (
+        update(rows)
+        .where(
+            rows.c.id == bindparam("_row_id"),
+            rows.c.status.in_([bindparam(f"_expected_{i}") for i in range(expected)]),
+        )
+        .values(
+            {
+                names[key]: (
+                    bindparam(f"_v_{key}", type_=rows.c[names[key]].type)
+                    if value is None
+                    else value
+                )
+                for key, value in values.items()
+            }
+        )
+    )
+    return statement.returning(*labelled_columns(model)) if returning else statement
 
 
 @dataclass(frozen=True)
@@ -155,29 +226,39 @@ class StatusChange(Generic[M]):
     what: str
     values: dict[str, Any]
 
-    def statement(self) -> tuple[Any, set[str]]:
-        """`UPDATE … WHERE id = ? AND status IN expected`, and the expected statuses."""
+    def statement(self, *, returning: bool = False) -> tuple[Any, dict[str, Any], set[str]]:
+        """`UPDATE … WHERE id = ? AND status IN expected` and its parameters, and the expected
+        statuses. Built once per shape (model, columns set, number of expected statuses): a
+        statement built anew per call costs SQLAlchemy its cache key each time."""
         expected_set = {self.expected} if isinstance(self.expected, str) else set(self.expected)
         for current in expected_set:
             if not allowed(self.table, current, self.new):
                 raise TransitionError(
                     f"{self.what} {self.row_id}: {current} -> {self.new} is not a status change"
                 )
-        rows = cast(Table, self.model.__table__)
-        names = column_names(self.model)
         values = {"status": self.new, **self.values}
-        statement = (
-            update(rows)
-            .where(rows.c.id == self.row_id, rows.c.status.in_(expected_set))
-            .values({names[key]: value for key, value in values.items()})
-        )
-        return statement, expected_set
+        params: dict[str, Any] = {"_row_id": self.row_id}
+        params.update({f"_expected_{i}": status for i, status in enumerate(sorted(expected_set))})
+        sql = {k: v for k, v in values.items() if isinstance(v, ClauseElement)}
+        params.update({f"_v_{k}": v for k, v in values.items() if k not in sql})
+        shape: dict[str, Any] = {key: sql.get(key) for key in values}
+        if sql:  # a value computed in SQL (attempts + 1): this shape is built per call
+            return (
+                _cas_statement(self.model, shape, len(expected_set), returning),
+                params,
+                expected_set,
+            )
+        key = (self.model, tuple(sorted(values)), len(expected_set), returning)
+        cached = _CAS.get(key)
+        if cached is None:
+            cached = _CAS[key] = _cas_statement(self.model, shape, len(expected_set), returning)
+        return cached, params, expected_set
 
-    def refused(self, session: Session, expected: set[str]) -> Exception:
+    def refused(self, session: Session | Connection, expected: set[str]) -> Exception:
         """The error for an update that changed no row: NotFound or TransitionError."""
         rows = self.model.__table__
         query = select(rows.c.status).where(rows.c.id == self.row_id)
-        found = session.connection().execute(query).scalar()
+        found = connection_of(session).execute(query).scalar()
         if found is None:
             return NotFound(f"{self.what} {self.row_id} does not exist")
         return TransitionError(
@@ -198,35 +279,37 @@ def _update_by_id(model: type[Base], row_id: int, values: dict[str, Any]) -> Any
     )
 
 
-def update_row(session: Session, model: type[Base], row_id: int, values: dict[str, Any]) -> None:
+def update_row(
+    session: Session | Connection, model: type[Base], row_id: int, values: dict[str, Any]
+) -> None:
     """Set `values` on row `row_id` of `model` (nothing when there is no such row)."""
-    session.connection().execute(_update_by_id(model, row_id, values))
+    connection_of(session).execute(_update_by_id(model, row_id, values))
 
 
 def update_returning(
-    session: Session, model: type[M], row_id: int, what: str, values: dict[str, Any]
+    session: Session | Connection, model: type[M], row_id: int, what: str, values: dict[str, Any]
 ) -> M:
     """Set `values` on row `row_id` and return it as a record (`UPDATE … RETURNING`; the
     ORM's load-modify-flush costs several times more); NotFound names it as `what`."""
     statement = _update_by_id(model, row_id, values).returning(*labelled_columns(model))
-    row = session.connection().execute(statement).first()
+    row = connection_of(session).execute(statement).first()
     if row is None:
         raise NotFound(f"{what} {row_id} does not exist")
     return record_from_row(model, row._mapping)
 
 
-def cas(session: Session, change: StatusChange[Any]) -> None:
+def cas(session: Session | Connection, change: StatusChange[Any]) -> None:
     """Compare-and-set one row's status: `UPDATE … WHERE id = ? AND status IN expected`;
     TransitionError when the row was not `expected`, NotFound when there is no such row."""
-    statement, expected_set = change.statement()
-    if session.connection().execute(statement).rowcount != 1:
+    statement, params, expected_set = change.statement()
+    if connection_of(session).execute(statement, params).rowcount != 1:
         raise change.refused(session, expected_set)
 
 
-def cas_returning(session: Session, change: StatusChange[M]) -> M:
+def cas_returning(session: Session | Connection, change: StatusChange[M]) -> M:
     """`cas`, returning the updated row as a record (UPDATE … RETURNING)."""
-    statement, expected_set = change.statement()
-    row = session.connection().execute(statement.returning(*labelled_columns(change.model))).first()
+    statement, params, expected_set = change.statement(returning=True)
+    row = connection_of(session).execute(statement, params).first()
     if row is None:
         raise change.refused(session, expected_set)
     return record_from_row(change.model, row._mapping)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import Connection, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from genfactory.statuses import (
@@ -24,6 +24,7 @@ from genfactory.storage.base import (
     StoreBase,
     cas,
     cas_returning,
+    connection_of,
     fetch,
     get_row,
     update_returning,
@@ -72,14 +73,14 @@ class ApprovedHashCache:
         self._sets: dict[int | None, _HashSet] = {}
         self._lock = threading.Lock()
 
-    def read(self, session: Session, scope: int | None) -> dict[int, str]:
+    def read(self, session: Session | Connection, scope: int | None) -> dict[int, str]:
         """The approved (id -> hash) of `scope`, exactly as `session` sees the store."""
         rows = GeneratedImage.__table__.c
         condition = _approved_in(scope)
         fingerprint = select(
             func.count(), func.coalesce(func.sum(rows.id), 0), func.max(rows.updated_at)
         ).where(condition)
-        count, id_sum, latest = session.connection().execute(fingerprint).one()
+        count, id_sum, latest = connection_of(session).execute(fingerprint).one()
         with self._lock:
             cached = self._sets.get(scope)
         if cached is not None and (cached.count, cached.id_sum, cached.latest) == (
@@ -92,14 +93,14 @@ class ApprovedHashCache:
         if cached is not None and cached.latest is not None:
             newer = select(rows.id, rows.phash).where(condition, rows.updated_at >= cached.latest)
             merged = {**cached.hashes}
-            for image_id, phash in session.connection().execute(newer.order_by(rows.updated_at)):
+            for image_id, phash in connection_of(session).execute(newer.order_by(rows.updated_at)):
                 merged[image_id] = str(phash)
             if len(merged) == count and sum(merged) == id_sum:
                 hashes = merged
         if hashes is None:
             everything = select(rows.id, rows.phash).where(condition)
             ordered = everything.order_by(rows.updated_at, rows.id)
-            hashes = {i: str(h) for i, h in session.connection().execute(ordered)}
+            hashes = {i: str(h) for i, h in connection_of(session).execute(ordered)}
         self.remember(scope, _HashSet(hashes, count, id_sum, latest))
         return hashes
 
@@ -192,7 +193,7 @@ class Images(StoreBase):
             return [row.id for row in rows]
 
     def get_image(self, image_id: int) -> ImageRecord:
-        with self._reading() as s:
+        with self._read_tx() as s:
             return fetch(s, GeneratedImage, image_id, "image")
 
     def list_images(
@@ -223,7 +224,7 @@ class Images(StoreBase):
         unknown = set(fields) - IMAGE_FIELDS - {"status"}
         if unknown or "status" in fields:
             raise ValueError(f"cannot update image fields {sorted(unknown or {'status'})}")
-        with self._writing() as s:
+        with self._write_tx() as s:
             return update_returning(s, GeneratedImage, image_id, "image", fields)
 
     def transition_image(
@@ -234,7 +235,7 @@ class Images(StoreBase):
         unknown = set(fields) - IMAGE_FIELDS
         if unknown:
             raise ValueError(f"cannot update image fields {sorted(unknown)}")
-        with self._writing() as s:
+        with self._write_tx() as s:
             return cas_returning(
                 s,
                 StatusChange(
@@ -271,8 +272,8 @@ class Images(StoreBase):
         PostgreSQL, BEGIN IMMEDIATE on SQLite), so two near-twins approved at once cannot both
         pass."""
         approved_hash: str | None = None
-        with self._writing() as s:
-            if judge is not None and s.get_bind().dialect.name == "postgresql":
+        with self._write_tx() as s:
+            if judge is not None and s.dialect.name == "postgresql":
                 s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_APPROVAL_LOCK})
             duplicate_of = None
             if judge is not None:
@@ -299,7 +300,7 @@ class Images(StoreBase):
     def approved_hashes(self, execution_id: int | None) -> list[tuple[int, str]]:
         """(image id, perceptual hash) of approved images, of one execution or the whole
         store, oldest first."""
-        with self._reading() as s:
+        with self._read_tx() as s:
             return list(self.hash_cache.read(s, execution_id).items())
 
     def iter_images(

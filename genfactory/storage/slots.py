@@ -36,7 +36,7 @@ class Slots(StoreBase):
             return [row.id for row in rows]
 
     def get_slot(self, slot_id: int) -> SlotRecord:
-        with self._reading() as s:
+        with self._read_tx() as s:
             return fetch(s, GenerationSlot, slot_id, "slot")
 
     def get_slot_by_number(self, execution_id: int, slot: int) -> SlotRecord | None:
@@ -61,7 +61,7 @@ class Slots(StoreBase):
     def update_slot(self, /, slot_id: int, **fields: Any) -> None:
         """Update a slot's data; its status changes only through `transition_slot`."""
         _check_slot_fields(fields)
-        with self._writing() as s:
+        with self._write_tx() as s:
             update_row(s, GenerationSlot, slot_id, fields)
 
     def transition_slot(
@@ -79,7 +79,7 @@ class Slots(StoreBase):
         values: dict[str, Any] = dict(fields)
         if count_attempt:
             values["attempts"] = GenerationSlot.attempts + 1
-        with self._writing() as s:
+        with self._write_tx() as s:
             cas(
                 s,
                 StatusChange(

@@ -95,10 +95,14 @@ def carry_slot(execution_id: int, slot_id: int, slot: int, *, direct: bool = Fal
         logger.warning("slot %s: %s", slot, describe_error(exc))
         return "lost"
     outcome = "done"
+    # One read for the slot's image numbers (the task names), not one per image.
+    index_of = {
+        image.id: image.image_index
+        for image in repository.list_images(execution_id=execution_id, slot=slot)
+    }
     for image_id in image_ids:
-        image = repository.get_image(image_id)
         try:
-            image_task(execution_id, image_id, image.slot, image.image_index)
+            image_task(execution_id, image_id, slot, index_of[image_id])
         except (JobStopped, JobFatalError):
             return "stopped"
         except Exception as exc:
