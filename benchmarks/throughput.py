@@ -385,12 +385,14 @@ def main() -> None:
         cpu_before = resource.getrusage(resource.RUSAGE_SELF)
         machine_before = machine_cpu_seconds()
         server_before = session_cpu_seconds(server.pid) if server is not None else 0.0
+        fake_before = session_cpu_seconds(fake.pid) if fake is not None else 0.0
         flow_started = time.perf_counter()
         state = generate_job(settings, return_state=True)
         flow_wall = time.perf_counter() - flow_started
         cpu_after = resource.getrusage(resource.RUSAGE_SELF)
         machine_cpu = machine_cpu_seconds() - machine_before
         server_cpu = session_cpu_seconds(server.pid) - server_before if server is not None else 0.0
+        fake_cpu = session_cpu_seconds(fake.pid) - fake_before if fake is not None else 0.0
         summary = state.result() if state.is_completed() else {}
         executions = repository.list_executions(limit=1)
         execution = executions[0]
@@ -416,11 +418,16 @@ def main() -> None:
         )
         n_images = max(1, len(images))
         ideal = math.ceil(args.slots / args.concurrency) * critical if critical else 0.0
-        direct = direct_machine = None
+        direct = direct_machine = direct_own = None
         if args.offline:
             direct_before = machine_cpu_seconds()
+            own_before = resource.getrusage(resource.RUSAGE_SELF)
             direct = direct_image_work(settings, args.slots, args.concurrency)
+            own_after = resource.getrusage(resource.RUSAGE_SELF)
             direct_machine = machine_cpu_seconds() - direct_before
+            direct_own = (own_after.ru_utime - own_before.ru_utime) + (
+                own_after.ru_stime - own_before.ru_stime
+            )
         figures = {
             "slots": args.slots,
             "concurrency": args.concurrency,
@@ -437,6 +444,7 @@ def main() -> None:
             "orchestration_cpu_ms_per_image": round(cpu / n_images * 1000, 1),
             "machine_cpu_ms_per_image": round(machine_cpu / n_images * 1000, 1),
             "prefect_server_cpu_ms_per_image": round(server_cpu / n_images * 1000, 1),
+            "fake_services_cpu_ms_per_image": round(fake_cpu / n_images * 1000, 1),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             "store_errors": store_errors,
             "lost_slots": lost_slots,
@@ -449,6 +457,9 @@ def main() -> None:
             figures["image_work_seconds"] = round(direct, 2)
             figures["image_work_machine_cpu_ms_per_image"] = round(
                 (direct_machine or 0.0) / n_images * 1000, 1
+            )
+            figures["image_work_process_cpu_ms_per_image"] = round(
+                (direct_own or 0.0) / n_images * 1000, 1
             )
             figures["share_outside_image_work"] = round(max(0.0, 1 - direct / flow_time), 3)
         del summary

@@ -61,6 +61,9 @@ def log_step(
     **fields: Any,
 ) -> None:
     """One log line with the structured fields (step, sub_step, image_index, duration_ms…)."""
+    logger = run_logger()
+    if not logger.isEnabledFor(level):
+        return  # a debug line of a job that is not in debug mode costs nothing more
     parts = [f"[{step}{'/' + fields['sub_step'] if fields.get('sub_step') else ''}]"]
     if fields.get("slot") is not None:
         parts.append(f"slot {fields['slot']}")
@@ -69,7 +72,7 @@ def log_step(
     text = " ".join(parts) + f": {message}"
     if fields.get("duration_ms") is not None:
         text += f" ({fields['duration_ms']} ms)"
-    run_logger().log(level, redact(text), extra={"step": step, **fields})
+    logger.log(level, redact(text), extra={"step": step, **fields})
 
 
 @contextmanager

@@ -124,6 +124,7 @@ transition_image = _on_default(Repository.transition_image)
 open_images = _on_default(Repository.open_images)
 approve_image = _on_default(Repository.approve_image)
 approved_hashes = _on_default(Repository.approved_hashes)
+image_numbers = _on_default(Repository.image_numbers)
 iter_images = _on_default(Repository.iter_images)
 add_image_history = _on_default(Repository.add_image_history)
 # The work queue

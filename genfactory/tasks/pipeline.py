@@ -96,10 +96,7 @@ def carry_slot(execution_id: int, slot_id: int, slot: int, *, direct: bool = Fal
         return "lost"
     outcome = "done"
     # One read for the slot's image numbers (the task names), not one per image.
-    index_of = {
-        image.id: image.image_index
-        for image in repository.list_images(execution_id=execution_id, slot=slot)
-    }
+    index_of = repository.image_numbers(execution_id, slot)
     for image_id in image_ids:
         try:
             image_task(execution_id, image_id, slot, index_of[image_id])
