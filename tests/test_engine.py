@@ -266,3 +266,35 @@ def test_an_approval_cut_off_after_its_file_was_named_leaves_no_second_file(
     assert image.status == ImageStatus.APPROVED and len(calls) == 2
     assert outputs == [Path(str(image.final_image_path)).name]
     assert "-2." not in outputs[0]
+
+
+def _task_run_names(flow_run_id: str) -> list[str]:
+    """The task runs the Prefect API recorded for a flow run, by name."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])), limit=200
+        )
+    return sorted(run.name for run in runs if "/" in run.name)
+
+
+@pytest.mark.prefect
+@pytest.mark.usefixtures("prefect_harness")
+@pytest.mark.parametrize("variations", [1, 2])
+def test_the_ui_shows_each_slot_and_each_image_of_a_slot_of_several(
+    tmp_path: Path, variations: int
+) -> None:
+    from tests.support import wait_for
+
+    summary = generate_job(job_settings(tmp_path, **{"job.count": 3, "job.variations": variations}))
+    execution = repository.get_execution(summary["execution_id"])
+    assert execution.status == JobStatus.COMPLETED
+    assert execution.total_images == 3 * variations
+    expected = [f"generate/{slot}" for slot in range(3)]
+    if variations > 1:  # a slot of one image is carried by its generate task alone
+        expected += [f"image/{slot}-{i}" for slot in range(3) for i in range(variations)]
+    flow_run = (execution.flow_run_ids or [])[0]
+    wait_for(lambda: len(_task_run_names(flow_run)) >= len(expected), 30, "the task runs")
+    assert _task_run_names(flow_run) == sorted(expected)

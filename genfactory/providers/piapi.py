@@ -197,6 +197,7 @@ class PiAPIMidjourney(ServiceProvider):
         path = self.config.poll_path.format(task_id=task_id)
         errors = 0
         while True:
+            polled_at = time.monotonic()
             try:
                 # A Retry-After longer than the polling time left fails at once (RateLimited).
                 left = max(0.0, deadline - time.monotonic())
@@ -234,7 +235,11 @@ class PiAPIMidjourney(ServiceProvider):
                 return data
             if status not in PENDING:
                 log.warning("PiAPI task %s has unknown status %r; still polling", task_id, status)
-            self._sleep_until(deadline, gen.polling_interval_seconds, task_id, budget)
+            # One poll per interval, counted from this poll's start: a slow answer does not
+            # stretch the cadence (but a poll never follows the last sooner than half of it).
+            interval = gen.polling_interval_seconds
+            wait = max(interval / 2, interval - (time.monotonic() - polled_at))
+            self._sleep_until(deadline, wait, task_id, budget)
 
     def _sleep_until(self, deadline: float, delay: float, task_id: str, budget: float) -> None:
         remaining = deadline - time.monotonic()

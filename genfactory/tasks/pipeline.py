@@ -1,9 +1,12 @@
 """The per-slot unit of a job: generate, then each image through QC → process → metadata →
 approval. The flow maps one `generate/<slot>` task over the slots; it generates the slot and
 carries each of its images in a nested `image/<slot>-<index>` task (the names the UI shows).
-Two task runs per slot and not three (a `slot` task around a `generate` task): every task run
-costs about 28 ms of CPU on the machine, a third of it here and the rest in the Prefect server
-recording its three state events (benchmarks/README.md).
+Every task run costs about 15 ms of CPU on the machine, a quarter of it here and the rest in
+the Prefect server recording its three state events (benchmarks/README.md), so a slot has one
+task run plus one per image when it makes several, and just its `generate/<slot>` task when it
+makes one image (`job.variations = 1` with a provider of one image per task): that task's log
+then holds the image's steps, and a second task run for the same single image would only double
+the orchestration's cost.
 
 Every step reads the row's status first and does only what is left, so any of them can run
 again (a Prefect retry, a resume, `reconcile` after an orchestration failure) without a second
@@ -29,6 +32,7 @@ from genfactory.engine.steps import (
     scrub_errors,
 )
 from genfactory.errors import GenfactoryError, JobFatalError, JobStopped
+from genfactory.providers.registry import images_per_slot
 from genfactory.statuses import FINAL_IMAGE_STATUSES, ImageStatus, SlotStatus
 from genfactory.storage import repository
 from genfactory.storage.repository import TransitionError
@@ -83,8 +87,11 @@ def run_image(execution_id: int, image_id: int, slot: int, index: int) -> str:
 def carry_slot(execution_id: int, slot_id: int, slot: int, *, direct: bool = False) -> str:
     """Generate slot `slot` and carry its images; returns how it ended: done, failed (the
     generation failed for good), stopped (the job is stopping) or lost (orchestration kept
-    failing; the rows say what is left). With `direct`, the image steps run without Prefect."""
-    image_task: Any = run_image.fn if direct else run_image
+    failing; the rows say what is left). With `direct`, the image steps run without Prefect;
+    so they do for a job of one image per slot, whose `generate/<slot>` task carries its image
+    itself (see the module docstring)."""
+    single = images_per_slot(get_runtime(execution_id).settings) == 1
+    image_task: Any = run_image.fn if direct or single else run_image
     try:
         image_ids = _generate(execution_id, slot_id, slot)
     except JobStopped:
