@@ -44,9 +44,6 @@ from genfactory.tasks.quality import check_quality
 
 logger = logging.getLogger("genfactory.pipeline")
 
-#: Tries of the generate step on an error that is not a provider's (the store was busy).
-GENERATE_ATTEMPTS = 3
-
 
 @task(name="image", task_run_name="image/{slot}-{index}", **ENGINE_TASK_OPTIONS)
 @scrub_errors
@@ -90,8 +87,11 @@ def carry_slot(execution_id: int, slot_id: int, slot: int, *, direct: bool = Fal
     failing; the rows say what is left). With `direct`, the image steps run without Prefect;
     so they do for a job of one image per slot, whose `generate/<slot>` task carries its image
     itself (see the module docstring)."""
-    single = images_per_slot(get_runtime(execution_id).settings) == 1
-    image_task: Any = run_image.fn if direct or single else run_image
+    image_task: Any = run_image
+    if direct:
+        image_task = run_image.fn
+    elif images_per_slot(get_runtime(execution_id).settings) == 1:
+        image_task = _run_image_inline
     try:
         image_ids = _generate(execution_id, slot_id, slot)
     except JobStopped:
@@ -115,19 +115,33 @@ def carry_slot(execution_id: int, slot_id: int, slot: int, *, direct: bool = Fal
 
 
 def _generate(execution_id: int, slot_id: int, slot: int) -> list[int]:
-    """`generate_slot`, tried up to three times while the error is not a provider's (the store
-    was busy): the step is re-entrant, and the HTTP layer alone retries provider calls, so a
-    paid create is never sent twice."""
-    for attempt in range(GENERATE_ATTEMPTS):
+    """`generate_slot`, tried again like the engine's tasks (`_retried`)."""
+    result: list[int] = _retried(generate_slot, execution_id, slot_id, slot)
+    return result
+
+
+def _run_image_inline(execution_id: int, image_id: int, slot: int, index: int) -> str:
+    """The image task's body in the slot's own task, tried again like the image task."""
+    result: str = _retried(run_image.fn, execution_id, image_id, slot, index)
+    return result
+
+
+def _retried(step: Any, *args: Any) -> Any:
+    """Run `step`, tried again as the engine's Prefect tasks are (`ENGINE_TASK_OPTIONS`): after
+    an error that is not genfactory's (the store was busy, a worker was cut off), never after a
+    provider's (the HTTP layer alone retries provider calls, so a paid call is never
+    multiplied). Every step is re-entrant, so a try again finishes what the last one began."""
+    tries = 1 + int(ENGINE_TASK_OPTIONS["retries"])
+    for attempt in range(1, tries + 1):
         try:
-            return generate_slot(execution_id, slot_id, slot)
-        except (GenfactoryError, TransitionError):
+            return step(*args)
+        except GenfactoryError:
             raise
         except Exception as exc:
-            if attempt == GENERATE_ATTEMPTS - 1:
+            if attempt == tries:
                 raise
-            logger.debug("slot %s: %s; trying again", slot, describe_error(exc))
-            time.sleep(1)
+            logger.debug("%s: %s; trying again", args, describe_error(exc))
+            time.sleep(float(ENGINE_TASK_OPTIONS["retry_delay_seconds"]))
     raise AssertionError("unreachable")
 
 
