@@ -192,7 +192,7 @@ def test_a_repository_over_its_own_engine_needs_no_environment(tmp_path: Path) -
     engine.dispose()
 
 
-def _approved_image(execution_id: int, index: int, phash: str) -> int:
+def _processed_image(execution_id: int, index: int, phash: str) -> repository.ImageRecord:
     image = repository.add_image(
         execution_id=execution_id,
         slot=0,
@@ -201,9 +201,14 @@ def _approved_image(execution_id: int, index: int, phash: str) -> int:
         temp_image_path=f"/t/{index}.png",
         phash=phash,
     )
-    for new in (ImageStatus.QC_PASSED, ImageStatus.PROCESSED, ImageStatus.APPROVED):
+    for new in (ImageStatus.QC_PASSED, ImageStatus.PROCESSED):
         image = repository.transition_image(image.id, image.status, new)
-    return image.id
+    return image
+
+
+def _approved_image(execution_id: int, index: int, phash: str) -> int:
+    image = _processed_image(execution_id, index, phash)
+    return repository.transition_image(image.id, image.status, ImageStatus.APPROVED).id
 
 
 def _check_approved_hashes_follow_the_store() -> None:
@@ -222,16 +227,7 @@ def _check_approved_hashes_follow_the_store() -> None:
         (second, "0000000000ff0000"),
     ]
     # An approval with the near-duplicate check, by the other process: both see it.
-    third = repository.add_image(
-        execution_id=job.id,
-        slot=0,
-        image_index=2,
-        generation_prompt="p",
-        temp_image_path="/t/2.png",
-        phash="ff00000000000000",
-    )
-    repository.transition_image(third.id, ImageStatus.GENERATED, ImageStatus.QC_PASSED)
-    repository.transition_image(third.id, ImageStatus.QC_PASSED, ImageStatus.PROCESSED)
+    third = _processed_image(job.id, 2, "ff00000000000000")
     _, twin = theirs.approve_image(third.id, lambda approved: None, job.id)
     assert twin is None
     assert [i for i, _ in ours.approved_hashes(job.id)] == [first, second, third.id]
