@@ -130,8 +130,9 @@ def test_generate_records_all_images_of_a_generation_or_none(
     assert len(list((tmp_path / "tmp").iterdir())) == 3
 
     # Images finished are not handed out again; images part-way are.
-    repository.transition_image(first[0], ImageStatus.GENERATED, ImageStatus.QC_FAILED)
-    repository.transition_image(first[1], ImageStatus.GENERATED, ImageStatus.QC_PASSED)
+    assert [index for _, index in first] == [0, 1, 2]
+    repository.transition_image(first[0][0], ImageStatus.GENERATED, ImageStatus.QC_FAILED)
+    repository.transition_image(first[1][0], ImageStatus.GENERATED, ImageStatus.QC_PASSED)
     assert generate.generate_slot(execution_id, slot_id, 0) == first[1:]
     release_runtime(execution_id)
 

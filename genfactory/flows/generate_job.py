@@ -64,8 +64,8 @@ def _deployment_settings(
         return settings
     # No label from the file, the environment or the parameters: the run's own name.
     name = flow_run.name or ""
-    dotted["job.label"] = name.removeprefix(RUN_PREFIX) if name else default_label()
-    return load_settings(Path(config_file) if config_file else None, overrides=dotted)
+    label = name.removeprefix(RUN_PREFIX) if name else default_label()
+    return settings.model_copy(update={"job": settings.job.model_copy(update={"label": label})})
 
 
 def _ui_cancel_requested() -> str | None:

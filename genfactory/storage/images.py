@@ -218,21 +218,12 @@ class Images(StoreBase):
                 query = query.limit(limit)
             return list(s.scalars(query))
 
-    def image_numbers(self, execution_id: int, slot: int) -> dict[int, int]:
-        """Image id -> image index of one slot's images (two columns, no records)."""
-        rows = GeneratedImage.__table__.c
-        query = select(rows.id, rows.image_index).where(
-            rows.execution_id == execution_id, rows.slot == slot
-        )
-        with self._read_tx() as s:
-            return {image_id: index for image_id, index in s.execute(query)}
-
     def update_image(self, /, image_id: int, **fields: Any) -> ImageRecord:
         """Update an image row's data; only the fields the pipeline owns may change, and its
         status only through `transition_image`."""
-        unknown = set(fields) - IMAGE_FIELDS - {"status"}
-        if unknown or "status" in fields:
-            raise ValueError(f"cannot update image fields {sorted(unknown or {'status'})}")
+        unknown = set(fields) - IMAGE_FIELDS  # `status` is FIXED: never in IMAGE_FIELDS
+        if unknown:
+            raise ValueError(f"cannot update image fields {sorted(unknown)}")
         with self._write_tx() as s:
             return update_returning(s, GeneratedImage, image_id, "image", fields)
 

@@ -77,7 +77,7 @@ class Jobs(StoreBase):
             return execution
 
     def get_execution(self, execution_id: int) -> ExecutionRecord:
-        with self._reading() as s:
+        with self._read_tx() as s:
             return fetch(s, JobExecution, execution_id, "job")
 
     def find_execution_by_flow_run(self, flow_run_id: str) -> ExecutionRecord | None:

@@ -1,7 +1,7 @@
 """Every query of the store: the `Repository` object, and the module functions over the
 default one.
 
-`Repository(sessionmaker(engine))` (or `Repository.for_url(url)`) is the injectable object:
+`Repository(sessionmaker(engine))` (or `Repository.over_engine(engine)`) is the injectable object:
 tests and callers that hold one (`JobRuntime.store`) use its methods. The module functions
 (`repository.get_execution(1)`...) call the same methods on a default repository resolved
 lazily, on every call, from the configured store (`GENFACTORY_DATABASE_URL`, see `db.get_engine`),
@@ -50,12 +50,6 @@ __all__ = [
 class Repository(Jobs, Slots, Images, Queue):
     """The store's queries over one session factory: executions (`jobs.py`), slots
     (`slots.py`), images (`images.py`) and the work queue (`queue.py`)."""
-
-    @classmethod
-    def for_url(cls, url: str | None = None) -> Repository:
-        """A repository over the process-wide engine for `url` (default: the configured
-        store), migrated to head."""
-        return cls.over_engine(get_engine(url))
 
 
 _default: tuple[Engine, Repository] | None = None
@@ -124,7 +118,6 @@ transition_image = _on_default(Repository.transition_image)
 open_images = _on_default(Repository.open_images)
 approve_image = _on_default(Repository.approve_image)
 approved_hashes = _on_default(Repository.approved_hashes)
-image_numbers = _on_default(Repository.image_numbers)
 iter_images = _on_default(Repository.iter_images)
 add_image_history = _on_default(Repository.add_image_history)
 # The work queue

@@ -32,14 +32,14 @@ AMBIGUOUS_CREATE = "ambiguous_create"
 
 
 @scrub_errors
-def generate_slot(execution_id: int, slot_id: int, slot: int) -> list[int]:
-    """Generate slot `slot` (row `slot_id`) into the temp directory; returns the ids of its
-    images the job still has to carry on. Raises when the generation failed for good (the slot
-    is then `failed` with the reason)."""
+def generate_slot(execution_id: int, slot_id: int, slot: int) -> list[tuple[int, int]]:
+    """Generate slot `slot` (row `slot_id`) into the temp directory; returns (id, image index)
+    of its images the job still has to carry on. Raises when the generation failed for good
+    (the slot is then `failed` with the reason)."""
     runtime = get_runtime(execution_id)
     record = repository.get_slot(slot_id)
     if record.status == SlotStatus.GENERATED:
-        return _open_image_ids(execution_id, record.slot)
+        return _open_images(execution_id, record.slot)
     if record.status == SlotStatus.FAILED:
         return []
     runtime.check()
@@ -126,9 +126,9 @@ def generate_slot(execution_id: int, slot_id: int, slot: int) -> list[int]:
     return image_ids
 
 
-def _open_image_ids(execution_id: int, slot: int) -> list[int]:
+def _open_images(execution_id: int, slot: int) -> list[tuple[int, int]]:
     return [
-        image.id
+        (image.id, image.image_index)
         for image in repository.list_images(execution_id=execution_id, slot=slot)
         if image.status in OPEN_IMAGE_STATUSES
     ]
@@ -159,7 +159,7 @@ def _seed(base_seed: int | None, slot: int) -> int:
 
 def _save_images(
     runtime: JobRuntime, slot: SlotRecord, seed: int, prompt: str, images: list[ImageResult]
-) -> list[int]:
+) -> list[tuple[int, int]]:
     """Write every image to temp and decode it locally (format, pixel limit, truncation), then
     record them all and the slot `generated` in one transaction: a crash leaves either all of a
     generation's rows or none (and then no file behind). An image that does not decode is
@@ -216,4 +216,8 @@ def _save_images(
         for row in rows:
             remove_quietly(str(row["temp_image_path"]))
         raise
-    return [i for i, row in zip(ids, rows, strict=True) if "status" not in row]
+    return [
+        (i, int(str(row["image_index"])))
+        for i, row in zip(ids, rows, strict=True)
+        if "status" not in row
+    ]

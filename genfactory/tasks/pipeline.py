@@ -93,7 +93,7 @@ def carry_slot(execution_id: int, slot_id: int, slot: int, *, direct: bool = Fal
     elif images_per_slot(get_runtime(execution_id).settings) == 1:
         image_task = _run_image_inline
     try:
-        image_ids = _generate(execution_id, slot_id, slot)
+        images = _generate(execution_id, slot_id, slot)
     except JobStopped:
         return "stopped"
     except Exception as exc:
@@ -102,11 +102,9 @@ def carry_slot(execution_id: int, slot_id: int, slot: int, *, direct: bool = Fal
         logger.warning("slot %s: %s", slot, describe_error(exc))
         return "lost"
     outcome = "done"
-    # One read for the slot's image numbers (the task names), not one per image.
-    index_of = repository.image_numbers(execution_id, slot)
-    for image_id in image_ids:
+    for image_id, index in images:
         try:
-            image_task(execution_id, image_id, slot, index_of[image_id])
+            image_task(execution_id, image_id, slot, index)
         except (JobStopped, JobFatalError):
             return "stopped"
         except Exception as exc:
@@ -114,9 +112,9 @@ def carry_slot(execution_id: int, slot_id: int, slot: int, *, direct: bool = Fal
     return outcome
 
 
-def _generate(execution_id: int, slot_id: int, slot: int) -> list[int]:
+def _generate(execution_id: int, slot_id: int, slot: int) -> list[tuple[int, int]]:
     """`generate_slot`, tried again like the engine's tasks (`_retried`)."""
-    result: list[int] = _retried(generate_slot, execution_id, slot_id, slot)
+    result: list[tuple[int, int]] = _retried(generate_slot, execution_id, slot_id, slot)
     return result
 
 
