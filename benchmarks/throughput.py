@@ -215,19 +215,6 @@ def session_cpu_seconds(session: int) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-def quiet_console_logs() -> None:
-    """As `genfactory run` does (`cli.job_runner.quiet_console_logs`): run logs go to the job's
-    log file, the terminal shows warnings; the job pays what the command pays, no console lines."""
-    import logging
-
-    for name in (None, "prefect", "prefect.flow_runs", "prefect.task_runs", "genfactory"):
-        for handler in logging.getLogger(name).handlers:
-            if isinstance(handler, logging.StreamHandler) and not isinstance(
-                handler, logging.FileHandler
-            ):
-                handler.setLevel(logging.WARNING)
-
-
 def _drain_prefect() -> None:
     """Ship the logs and events still queued in this process while the API is up."""
     try:
@@ -369,13 +356,14 @@ def main() -> None:
             generation = (polls - 1) * args.poll_interval
             critical = generation + images_per_slot * (2 * args.qc_seconds + args.bg_seconds)
 
+        from genfactory.cli.job_runner import quiet_console_logs
         from genfactory.config import Settings
         from genfactory.flows import generate_job
         from genfactory.storage import repository
         from genfactory.tasks.initialize import prepare
 
         settings, _ = prepare(Settings.model_validate(settings_data))
-        quiet_console_logs()
+        quiet_console_logs()  # as `genfactory run` does: the job pays what the command pays
         from genfactory.engine import pool as process_pool
 
         process_pool.warm_pool()  # both the job and the direct baseline start with a warm pool

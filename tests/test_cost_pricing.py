@@ -132,6 +132,15 @@ def test_dry_run_still_fails_on_bad_input_with_one_sentence(fake: FakeServices) 
     assert "nope" in result.output and "Traceback" not in result.output
 
 
+def test_dry_run_refuses_the_template_a_run_refuses(tmp_path: Path, fake: FakeServices) -> None:
+    template = tmp_path / "template.txt"
+    template.write_text("Write a detailed prompt for an image of ${keyword}.\n")
+    args = ["run", "--dry-run", "--keywords", str(EXAMPLES / "keywords.txt")]
+    result = runner.invoke(app, [*args, "--set", f"prompts.template={template}"])
+    assert result.exit_code == 2, result.output
+    assert "reads as instructions to a model" in " ".join(result.output.split())
+
+
 def test_jobs_show_reports_the_estimated_cost_per_service() -> None:
     execution = repository.create_execution(
         label="cost-test",

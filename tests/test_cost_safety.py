@@ -33,11 +33,11 @@ from genfactory.providers.base import (
     QCRequest,
 )
 from genfactory.providers.http import RetryPolicy
+from genfactory.providers.openai_answers import short_keywords_policy
 from genfactory.providers.openai_chat import (
     OpenAIPrompt,
     OpenAIVisionMetadata,
     OpenAIVisionQC,
-    short_keywords_policy,
 )
 from genfactory.providers.openai_images import OpenAIImages
 from genfactory.providers.piapi import PiAPIMidjourney, split_grid

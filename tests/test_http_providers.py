@@ -32,11 +32,11 @@ from genfactory.providers.base import (
 )
 from genfactory.providers.http import RetryPolicy, parse_retry_after
 from genfactory.providers.no_background import KeepBackground
+from genfactory.providers.openai_answers import normalize_metadata
 from genfactory.providers.openai_chat import (
     OpenAIPrompt,
     OpenAIVisionMetadata,
     OpenAIVisionQC,
-    normalize_metadata,
 )
 from genfactory.providers.openai_images import OpenAIImages
 from genfactory.providers.piapi import PiAPIMidjourney, split_grid, with_version

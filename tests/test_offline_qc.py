@@ -16,7 +16,8 @@ from genfactory.providers import local_detect
 from genfactory.providers.base import ImageInput, QCRequest, QCVerdict
 from genfactory.providers.local_image import render_image
 from genfactory.providers.local_qc import LocalQC, start_warnings
-from genfactory.providers.openai_chat import OpenAIVisionQC, _verdict
+from genfactory.providers.openai_answers import verdict_from
+from genfactory.providers.openai_chat import OpenAIVisionQC
 from genfactory.providers.registry import ProviderContext
 from genfactory.tasks.initialize import prepare
 from tests.fakes.fixtures import fake_context, fake_services, fake_settings
@@ -157,7 +158,7 @@ def test_qc_prompt_file_replaces_the_built_in_rules(
 
 
 def test_extra_answer_fields_are_kept_with_the_reason() -> None:
-    verdict = _verdict(
+    verdict = verdict_from(
         {"passed": False, "reason": "Misspelled word.", "details": "spelling: 'Summr'", "score": 3}
     )
     assert verdict.reason == "Misspelled word. (spelling: 'Summr'; score: 3)"

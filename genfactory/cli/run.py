@@ -133,10 +133,15 @@ def _dry_run(settings: Any) -> None:
     """`run --dry-run`: the checks of a run that create nothing, then the plan and its cost."""
     from genfactory import pricing, prompting
     from genfactory.config import Credentials
-    from genfactory.providers.registry import check_credentials, images_per_slot
+    from genfactory.providers.registry import (
+        check_credentials,
+        check_prompt_template,
+        images_per_slot,
+    )
 
     check_credentials(settings, Credentials.from_env())
-    plans = prompting.plan_job_slots(settings)
+    # The template check of a real run: a dry run must not pass a template `run` refuses.
+    plans = prompting.plan_job_slots(settings, lambda t: check_prompt_template(settings, t))
     slots = len(plans)
     calls = pricing.planned_calls(settings, slots)
     table = Table(title="Dry run: what this job would do (nothing was created or sent)")

@@ -61,9 +61,6 @@ T = TypeVar("T")
 #: Media types OpenAI vision accepts as they are.
 VISION_TYPES = {"image/png", "image/jpeg", "image/webp", "image/gif"}
 
-#: Kept for callers of the old name.
-_verdict = verdict_from
-
 
 def vision_image(image: ImageInput) -> tuple[bytes, str]:
     """(bytes, media type) to send: the real type from the bytes; others re-encoded as PNG."""
@@ -379,7 +376,5 @@ __all__ = [
     "OpenAIPrompt",
     "OpenAIVisionMetadata",
     "OpenAIVisionQC",
-    "normalize_metadata",
     "openai_client",
-    "short_keywords_policy",
 ]

@@ -157,26 +157,28 @@ def _image_class(settings: Settings) -> type[Any]:
     return provider_class("image", settings.providers.image)
 
 
+def _fact(settings: Settings, name: str) -> Any:
+    """One of `ImageProviderFacts` as the configured image provider's class states it."""
+    return getattr(_image_class(settings), name, getattr(ImageProviderFacts, name))
+
+
 def images_per_slot(settings: Settings) -> int:
     """Images one generation returns: the image provider's `images_per_task` when it returns a
     fixed number (Midjourney's grid of 4), else `job.variations`."""
-    fixed = getattr(_image_class(settings), "images_per_task", ImageProviderFacts.images_per_task)
+    fixed = _fact(settings, "images_per_task")
     return int(fixed) if fixed else settings.job.variations
 
 
 def repeatable_create(settings: Settings) -> bool:
     """True when a generation can be created again without paying again (local engines, a
     self-hosted SD WebUI): a slot interrupted during its create call is simply run again."""
-    return bool(
-        getattr(_image_class(settings), "repeatable_create", ImageProviderFacts.repeatable_create)
-    )
+    return bool(_fact(settings, "repeatable_create"))
 
 
 def fixed_long_side(settings: Settings) -> int | None:
     """The long side the image provider renders at whatever the size settings say (the local
     renderer: `generation.local_long_side`), or None."""
-    fixed = getattr(_image_class(settings), "fixed_long_side", ImageProviderFacts.fixed_long_side)
-    value = fixed(settings)
+    value = _fact(settings, "fixed_long_side")(settings)
     return int(value) if value else None
 
 
