@@ -196,3 +196,29 @@ def test_credentials_copy_and_compare_by_their_keys() -> None:
         creds.piapi_api_key = None
     with pytest.raises(AttributeError):
         _ = creds.piapi_key  # a typo is an error, not a missing key
+
+
+def test_the_typed_view_of_pricing_names_every_price_of_the_table() -> None:
+    # mypy reads the `PricingSection` stub; the model is built from data/prices.toml. A price
+    # added, renamed or retyped in one and not the other must fail here, not in a user's run.
+    import ast
+    import inspect
+
+    from genfactory.config import service_sections
+
+    tree = ast.parse(inspect.getsource(service_sections))
+    (stub,) = [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ClassDef) and node.name == "PricingSection"
+    ]
+    typed = {
+        node.target.id: ast.unparse(node.annotation)
+        for node in stub.body
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+    }
+    built = {
+        name: field.annotation.__name__
+        for name, field in service_sections.PricingSection.model_fields.items()
+    }
+    assert typed == built
