@@ -115,15 +115,10 @@ def _rgb_array(data: bytes, long_side: int) -> tuple[np.ndarray, int]:
     return np.asarray(rgb), height
 
 
-def has_transparency(image: Image.Image) -> bool:
-    """Whether `image` has an alpha channel or a transparent colour."""
-    return image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
-
-
 def on_white(image: Image.Image, mode: str) -> Image.Image:
     """`image` in `mode` ("RGB", "L"), with transparency composed onto white (what a buyer
     sees)."""
-    if has_transparency(image):
+    if image.has_transparency_data:
         rgba = image.convert("RGBA")
         flat = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         flat.alpha_composite(rgba)

@@ -156,7 +156,7 @@ def decode(data: bytes, max_pixels: int | None = None) -> tuple[Image.Image, tup
 
 def _gray(image: Image.Image) -> Image.Image:
     """Grayscale, with transparency flattened onto white (what a buyer would see)."""
-    if image.mode in ("I", "I;16", "F") and not local_detect.has_transparency(image):
+    if image.mode in ("I", "I;16", "F") and not image.has_transparency_data:
         arr = np.asarray(image, dtype=np.float32)
         top = float(arr.max()) or 1.0
         return Image.fromarray((arr / top * 255).astype(np.uint8), "L")
