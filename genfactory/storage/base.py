@@ -50,37 +50,32 @@ S = TypeVar("S", bound="StoreBase")
 
 
 class StoreBase:
-    """Sessions over one store. `writes` opens write transactions (BEGIN IMMEDIATE on
-    SQLite: writers queue up front); `reads` read transactions (a plain BEGIN on SQLite, so
-    readers never wait for the write lock; WAL lets them read beside a writer)."""
+    """Transactions over one store's engine: write transactions (BEGIN IMMEDIATE on SQLite:
+    writers queue up front) and read transactions (a plain BEGIN on SQLite, so readers never
+    wait for the write lock; WAL lets them read beside a writer), each in an ORM session
+    (`_writing`, `_reading`) or on a plain connection (`_write_tx`, `_read_tx`, the steps'
+    hot path)."""
 
-    def __init__(
-        self, writes: sessionmaker[Session], reads: sessionmaker[Session] | None = None
-    ) -> None:
-        self._writes = writes
-        if reads is None:
-            bind = writes.kw.get("bind")
-            if not isinstance(bind, Engine):
-                raise TypeError("a session factory bound to an Engine is needed")
-            reads = sessionmaker(
-                bind.execution_options(genfactory_read_only=True), expire_on_commit=False
-            )
-        self._reads = reads
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._read_engine = engine.execution_options(genfactory_read_only=True)
+        self._writes = sessionmaker(engine, expire_on_commit=False)
+        self._reads = sessionmaker(self._read_engine, expire_on_commit=False)
 
     @classmethod
     def over_engine(cls: type[S], engine: Engine) -> S:
         """A repository over `engine` (already migrated: see `db.upgrade`)."""
-        return cls(sessionmaker(engine, expire_on_commit=False))
+        return cls(engine)
 
     @contextmanager
     def _writing(self) -> Iterator[Session]:
-        """A short write transaction."""
+        """A short write transaction in an ORM session."""
         with self._writes() as session, session.begin():
             yield session
 
     @contextmanager
     def _reading(self) -> Iterator[Session]:
-        """A short read transaction."""
+        """A short read transaction in an ORM session."""
         with self._reads() as session, session.begin():
             yield session
 
@@ -88,24 +83,14 @@ class StoreBase:
     def _write_tx(self) -> Iterator[Connection]:
         """A short write transaction on a plain connection: the hot path of the steps, without
         an ORM session's per-transaction work."""
-        bind = self._writes.kw.get("bind")
-        if isinstance(bind, Engine):
-            with bind.begin() as connection:
-                yield connection
-        else:
-            with self._writing() as session:
-                yield session.connection()
+        with self._engine.begin() as connection:
+            yield connection
 
     @contextmanager
     def _read_tx(self) -> Iterator[Connection]:
         """A short read transaction on a plain connection (see `_write_tx`)."""
-        bind = self._reads.kw.get("bind")
-        if isinstance(bind, Engine):
-            with bind.connect() as connection, connection.begin():
-                yield connection
-        else:
-            with self._reading() as session:
-                yield session.connection()
+        with self._read_engine.connect() as connection, connection.begin():
+            yield connection
 
     def _open_rows(
         self, model: type[M], execution_id: int, statuses: Collection[str], *order: Any

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, select, text
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Connection, Engine, func, select, text
+from sqlalchemy.orm import Session
 
 from genfactory.statuses import (
     IMAGE_TRANSITIONS,
@@ -126,10 +126,8 @@ class ApprovedHashCache:
 class Images(StoreBase):
     """The image queries of the repository."""
 
-    def __init__(
-        self, writes: sessionmaker[Session], reads: sessionmaker[Session] | None = None
-    ) -> None:
-        super().__init__(writes, reads)
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine)
         #: The near-duplicate checks' view of the approved hashes, per scope.
         self.hash_cache = ApprovedHashCache()
 

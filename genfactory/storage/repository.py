@@ -1,7 +1,7 @@
 """Every query of the store: the `Repository` object, and the module functions over the
 default one.
 
-`Repository(sessionmaker(engine))` (or `Repository.over_engine(engine)`) is the injectable object:
+`Repository(engine)` (or `Repository.over_engine(engine)`) is the injectable object:
 tests and callers that hold one (`JobRuntime.store`) use its methods. The module functions
 (`repository.get_execution(1)`...) call the same methods on a default repository resolved
 lazily, on every call, from the configured store (`GENFACTORY_DATABASE_URL`, see `db.get_engine`),
