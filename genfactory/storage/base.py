@@ -25,12 +25,11 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session, sessionmaker
 
 from genfactory.errors import UserError
 from genfactory.statuses import allowed
-from genfactory.storage.models import Base, column_keys
+from genfactory.storage.models import Base, column_keys, column_names
 
 M = TypeVar("M", bound=Base)
 
@@ -112,14 +111,6 @@ def get_row(session: Session, model: type[M], row_id: int, what: str) -> M:
 
 
 _LABELLED: dict[type[Base], tuple[ColumnElement[Any], ...]] = {}
-_NAMES: dict[type[Base], dict[str, str]] = {}
-
-
-def column_names(model: type[Base]) -> dict[str, str]:
-    """Attribute name -> column name (`image_metadata` is stored as `metadata`)."""
-    if model not in _NAMES:
-        _NAMES[model] = {a.key: a.columns[0].name for a in sa_inspect(model).column_attrs}
-    return _NAMES[model]
 
 
 def labelled_columns(model: type[Base]) -> tuple[ColumnElement[Any], ...]:

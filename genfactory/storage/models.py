@@ -72,9 +72,16 @@ class Base(DeclarativeBase):
 
 
 @functools.cache
+def column_names(model: type[Base]) -> dict[str, str]:
+    """Attribute name -> column name of a model's columns, in table order (`image_metadata` is
+    stored as `metadata`)."""
+    return {attr.key: attr.columns[0].name for attr in sa_inspect(model).column_attrs}
+
+
+@functools.cache
 def column_keys(model: type[Base]) -> tuple[str, ...]:
     """The attribute names of a model's columns, in table order."""
-    return tuple(attr.key for attr in sa_inspect(model).column_attrs)
+    return tuple(column_names(model))
 
 
 _TIMESTAMPS = frozenset({"created_at", "updated_at"})
