@@ -84,9 +84,10 @@ def run_image(execution_id: int, image_id: int, slot: int, index: int) -> str:
 def carry_slot(execution_id: int, slot_id: int, slot: int, *, direct: bool = False) -> str:
     """Generate slot `slot` and carry its images; returns how it ended: done, failed (the
     generation failed for good), stopped (the job is stopping) or lost (orchestration kept
-    failing; the rows say what is left). With `direct`, the image steps run without Prefect;
-    so they do for a job of one image per slot, whose `generate/<slot>` task carries its image
-    itself (see the module docstring)."""
+    failing; the rows say what is left). The generation is tried again by `_retried` in every
+    mode. With `direct` (`reconcile`), the image steps run once each, without Prefect; a job of
+    one image per slot runs them in its `generate/<slot>` task, tried again like the image task
+    (see the module docstring)."""
     image_task: Any = run_image
     if direct:
         image_task = run_image.fn
