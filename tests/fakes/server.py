@@ -120,6 +120,9 @@ class RecordedRequest:
     fault: str | None = None
     started: float = 0.0
     ended: float = 0.0
+    #: When the answer may go out: a service's latency counts from arrival and includes the
+    #: fake's own work, as a remote service's does (its CPU is not the client's critical path).
+    answer_at: float = 0.0
 
 
 @dataclass
@@ -177,6 +180,10 @@ def encode(image: Image.Image, fmt: str) -> bytes:
     fmt = {"JPG": "JPEG"}.get(fmt.upper(), fmt.upper())
     if fmt == "JPEG":
         image.convert("RGB").save(buffer, format="JPEG", quality=90)
+    elif fmt == "PNG":
+        # Fast compression: the fake stands in for remote services, so its CPU should compete
+        # as little as it can with the client it serves on the same machine.
+        image.save(buffer, format="PNG", compress_level=1)
     else:
         image.save(buffer, format=fmt)
     return buffer.getvalue()
@@ -591,6 +598,7 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {"Content-Type": "application/json", **(headers or {})}
         if record is not None:
             record.status = status
+            self._hold(record)
         try:
             self.send_response(status)
             for name, value in headers.items():
@@ -601,16 +609,23 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:
             self.close_connection = True
 
+    def _hold(self, record: RecordedRequest) -> None:
+        """Wait out what is left of the service's latency before answering (or hanging up)."""
+        delay = record.answer_at - time.monotonic()
+        if delay > 0:
+            self.server.fake._wait(delay)
+
     # -- faults and auth -----------------------------------------------------------------------
 
     def _generic_fault(self, service: str, rest: str, record: RecordedRequest) -> None:
         fake = self.server.fake
         latency = fake._latency.get(service, 0.0)
-        if latency:
-            fake._wait(latency)
         fault = fake.take_fault(service, GENERIC_FAULTS, rest)
         if fault is None:
+            record.answer_at = record.started + latency
             return
+        if latency:
+            fake._wait(latency)
         record.fault = fault.kind
         kind, params = fault.kind, fault.params
         if kind == "latency":
@@ -677,6 +692,7 @@ class _Handler(BaseHTTPRequestHandler):
             if reply.status >= 400:
                 raise
         # The work is done (the task exists); the client never learns it.
+        self._hold(record)
         if after.kind == "502_after":
             raise _Reply(502, error_body(service, 502, "Bad gateway"))
         if after.kind == "late_answer":
@@ -732,6 +748,7 @@ class _Handler(BaseHTTPRequestHandler):
         record.status = 200
         chunk = b"\x89PNG\r\n\x1a\n" + b"\0" * (64 * 1024 - 8)
         sent = 0
+        self._hold(record)
         try:
             self.send_response(200)
             self.send_header("Content-Type", "image/png")
