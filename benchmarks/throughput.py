@@ -2,7 +2,8 @@
 
 Runs one real job (`generate_job`) in this process: PiAPI-style generation (4 images per
 slot), vision QC, remove.bg and vision metadata, each answered by the project's fake services
-in a subprocess (so their CPU is not counted as ours) after a fixed latency. Prints:
+in a subprocess (so their CPU is not counted as ours) a fixed latency after the request
+arrived, their own work included, as a remote service answers. Prints:
 
 - wall time (the whole command, Prefect start included) and flow-run time (the job's own
   started_at → completed_at in the store);
@@ -10,7 +11,9 @@ in a subprocess (so their CPU is not counted as ours) after a fixed latency. Pri
   background removal and metadata, one after another), and `ratio to ideal`;
 - images/s, orchestration CPU per image (this process's CPU; image work runs in the pool),
   peak RSS, store errors and lost slots (slots or images left in no final state, or planned
-  images missing).
+  images missing);
+- python_speed_ms, one fixed pure-Python loop: CPU figures of two machines compare only
+  scaled by it.
 
 Usage:
     .venv/bin/python benchmarks/throughput.py --slots 100 --concurrency 16 --api server
@@ -191,6 +194,19 @@ def direct_image_work(settings: Any, slots: int, concurrency: int) -> float:
     return elapsed
 
 
+def python_speed_ms() -> float:
+    """Milliseconds of one fixed pure-Python loop (best of three): this machine's speed, so
+    CPU figures taken on different machines can be compared."""
+    best = math.inf
+    for _ in range(3):
+        started = time.perf_counter()
+        total = 0
+        for i in range(2_000_000):
+            total += i
+        best = min(best, time.perf_counter() - started)
+    return round(best * 1000, 1)
+
+
 def machine_cpu_seconds() -> float:
     """Busy CPU seconds of the whole machine so far (every process: pool, server, fakes)."""
     with open("/proc/stat") as stat:
@@ -247,6 +263,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
     args = parser.parse_args()
 
+    speed = python_speed_ms()
     started = time.perf_counter()
     workdir = Path(tempfile.mkdtemp(prefix="gf-throughput-"))
     os.environ["GENFACTORY_DATA_DIR"] = str(workdir / "data")
@@ -440,6 +457,7 @@ def main() -> None:
             "missing_images": max(0, missing),
             "failed_slots": sum(1 for s in slots if s.status == "failed"),
             "load_average": round(os.getloadavg()[0], 2),
+            "python_speed_ms": speed,
         }
         if direct is not None:
             figures["image_work_seconds"] = round(direct, 2)
