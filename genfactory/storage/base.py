@@ -124,8 +124,12 @@ def labelled_columns(model: type[Base]) -> tuple[ColumnElement[Any], ...]:
 
 
 def record_from_row(model: type[M], row: RowMapping) -> M:
-    """A record (a detached `model` instance) from a Core row labelled by attribute name."""
-    return model(**{key: row[key] for key in column_keys(model)})
+    """A record (a detached `model` instance) from a Core row labelled by attribute name.
+    Built as the ORM builds the instances it loads (a new instance, its columns written to its
+    dict), not through the constructor, whose attribute events cost ~15 times more."""
+    record = cast(M, model.__mapper__.class_manager.new_instance())
+    record.__dict__.update({key: row[key] for key in column_keys(model)})
+    return record
 
 
 _BY_ID: dict[type[Any], Select[Any]] = {}
@@ -243,23 +247,37 @@ class StatusChange(Generic[M]):
         )
 
 
-def _update_by_id(model: type[Base], row_id: int, values: dict[str, Any]) -> Any:
-    """`UPDATE <table> SET … WHERE id = ?` (the table, not the ORM entity: no session
-    synchronisation for a row no session holds)."""
-    rows = cast(Table, model.__table__)
-    names = column_names(model)
-    return (
-        update(rows)
-        .where(rows.c.id == row_id)
-        .values({names[key]: value for key, value in values.items()})
-    )
+_UPDATES: dict[tuple[Any, ...], Update] = {}
+
+
+def _update_by_id(
+    model: type[Base], row_id: int, values: dict[str, Any], *, returning: bool = False
+) -> tuple[Update, dict[str, Any]]:
+    """`UPDATE <table> SET … WHERE id = :_row_id` (the table, not the ORM entity: no session
+    synchronisation for a row no session holds), with RETURNING every column if `returning`,
+    and its parameters. Built once per shape (model, columns set), as `StatusChange` is."""
+    key = (model, tuple(sorted(values)), returning)
+    statement = _UPDATES.get(key)
+    if statement is None:
+        rows = cast(Table, model.__table__)
+        names = column_names(model)
+        statement = (
+            update(rows)
+            .where(rows.c.id == bindparam("_row_id"))
+            .values({names[k]: bindparam(f"_v_{k}", type_=rows.c[names[k]].type) for k in values})
+        )
+        if returning:
+            statement = statement.returning(*labelled_columns(model))
+        _UPDATES[key] = statement
+    params = {"_row_id": row_id, **{f"_v_{k}": v for k, v in values.items()}}
+    return statement, params
 
 
 def update_row(
     session: Session | Connection, model: type[Base], row_id: int, values: dict[str, Any]
 ) -> None:
     """Set `values` on row `row_id` of `model` (nothing when there is no such row)."""
-    connection_of(session).execute(_update_by_id(model, row_id, values))
+    connection_of(session).execute(*_update_by_id(model, row_id, values))
 
 
 def update_returning(
@@ -267,11 +285,11 @@ def update_returning(
 ) -> M:
     """Set `values` on row `row_id` and return it as a record (`UPDATE … RETURNING`; the
     ORM's load-modify-flush costs several times more); NotFound names it as `what`."""
-    statement = _update_by_id(model, row_id, values).returning(*labelled_columns(model))
-    row = connection_of(session).execute(statement).first()
-    if row is None:
+    row = connection_of(session).execute(*_update_by_id(model, row_id, values, returning=True))
+    first = row.first()
+    if first is None:
         raise NotFound(f"{what} {row_id} does not exist")
-    return record_from_row(model, row._mapping)
+    return record_from_row(model, first._mapping)
 
 
 def cas(session: Session | Connection, change: StatusChange[Any]) -> None:
