@@ -4,6 +4,8 @@ a migration upgrades without losing its jobs."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +14,11 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, inspect, text
 
 from genfactory.statuses import ImageStatus
-from genfactory.storage.db import MIGRATIONS_DIR, create_store_engine, upgrade
+from genfactory.storage.db import MIGRATIONS_DIR, create_store_engine, migration_head, upgrade
 from genfactory.storage.models import Base
 from genfactory.storage.repository import IMAGE_FIELDS, SLOT_FIELDS, Repository
 
@@ -77,6 +80,28 @@ def test_the_update_allow_lists_come_from_the_models() -> None:
     } == IMAGE_FIELDS
     assert {"prompt", "provider_task_id", "error", "error_code"} == SLOT_FIELDS
     assert "status" not in IMAGE_FIELDS | SLOT_FIELDS
+
+
+def test_the_head_read_without_alembic_is_alembics_head() -> None:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    assert migration_head() == ScriptDirectory.from_config(cfg).get_current_head()
+
+
+def test_opening_an_up_to_date_store_does_not_load_alembic(tmp_path: Path) -> None:
+    # Every command opens the store; importing Alembic to find nothing to do cost ~0.2 s.
+    url = f"sqlite:///{tmp_path / 'store.sqlite3'}"
+    script = (
+        "import sys; from genfactory.storage import db; db.get_engine(sys.argv[1]); "
+        "print('alembic' in sys.modules)"
+    )
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", script, url], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        for _ in range(2)
+    ]
+    assert runs == ["True", "False"]  # the first opening creates the store with Alembic
 
 
 def test_a_store_at_0003_upgrades_and_keeps_its_jobs(tmp_path: Path) -> None:
