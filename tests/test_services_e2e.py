@@ -151,10 +151,17 @@ def test_faults_change_nothing_but_the_request_count(tmp_path: Path, fake: FakeS
     fake.reset()
     # Paid creates are sent once: a fault there fails its slot on purpose (test_cost_safety).
     # One owner for retries (the HTTP layer): 6 tries a call make a lost image at a 15 % fault
-    # rate about a one-in-300 event for the whole job.
+    # rate about a one-in-300 event for the whole job. A poll is sent once and the next poll is
+    # its retry: a slot fails after `max_poll_errors` failed polls in a row (3 by default, per
+    # the SPEC; at 15 % that lost a slot in about one job in twelve), so here it is 6 as well.
     fake.set_fault_rate(0.15, seed=11, retry_after=0.1, spare=[("piapi", "/api/v1/task")])
     faulty = generate_job(
-        remote_settings(tmp_path / "faulty", fake, count=12, **{"generation.retries": 5})
+        remote_settings(
+            tmp_path / "faulty",
+            fake,
+            count=12,
+            **{"generation.retries": 5, "generation.max_poll_errors": 6},
+        )
     )
     assert statuses_by_image(faulty["execution_id"]) == expected
     assert repository.get_execution(faulty["execution_id"]).status == JobStatus.COMPLETED
