@@ -106,14 +106,20 @@ def served_deployments(path: Path) -> tuple[list[Any], list[str]]:
     return deployments, skipped
 
 
-def serve(deployments: list[Any], limit: int | None, notify: Callable[[str], None]) -> int:
-    """Serve until Ctrl-C or SIGTERM; returns the exit code.
+def serve(
+    deployments: list[Any],
+    limit: int | None,
+    notify: Callable[[str], None],
+    ready: Callable[[], None] = lambda: None,
+) -> int:
+    """Serve until Ctrl-C or SIGTERM; returns the exit code. `ready` is called once every
+    deployment is registered with the API (a run started from then on is picked up).
 
     The first signal stops polling and cancels the runs in flight (their jobs end `cancelled`,
     resumable), schedules are paused, then the process exits; a second signal exits at once.
     Our own handlers, because Prefect's `serve` turns Ctrl-C into a KeyboardInterrupt in the
     middle of its shutdown (a traceback, and the schedules left unpaused)."""
-    return asyncio.run(_serve(deployments, limit, notify))
+    return asyncio.run(_serve(deployments, limit, notify, ready))
 
 
 async def _take_over(deployments: list[Any], notify: Callable[[str], None]) -> None:
@@ -137,13 +143,19 @@ async def _take_over(deployments: list[Any], notify: Callable[[str], None]) -> N
                 await client.delete_deployment(existing.id)
 
 
-async def _serve(deployments: list[Any], limit: int | None, notify: Callable[[str], None]) -> int:
+async def _serve(
+    deployments: list[Any],
+    limit: int | None,
+    notify: Callable[[str], None],
+    ready: Callable[[], None],
+) -> int:
     from prefect.runner import Runner
 
     await _take_over(deployments, notify)
     runner = Runner(pause_on_shutdown=True, limit=limit)
     for deployment in deployments:
         await runner.aadd_deployment(deployment)
+    ready()
     loop = asyncio.get_running_loop()
     signals: list[int] = []
     stopping: list[asyncio.Task[None]] = []

@@ -82,11 +82,14 @@ def serve(
     for line in skipped:
         err_console.print(f"[yellow]not served[/] {escape(line)}", highlight=False)
     names = ", ".join(f"{d.flow_name}/{d.name}" for d in deployments)
-    console.print(
-        f"Serving {names} (API {api_url}); Ctrl-C stops.", highlight=False, soft_wrap=True
-    )
     code = serving.serve(
-        deployments, limit, lambda line: err_console.print(escape(line), highlight=False)
+        deployments,
+        limit,
+        lambda line: err_console.print(escape(line), highlight=False),
+        # Said once the deployments exist in the API: a run started after the line is found.
+        lambda: console.print(
+            f"Serving {names} (API {api_url}); Ctrl-C stops.", highlight=False, soft_wrap=True
+        ),
     )
     console.print("Stopped serving.")
     raise typer.Exit(code)
