@@ -161,35 +161,46 @@ def fetch(session: Session | Connection, model: type[M], row_id: int, what: str)
     return record_from_row(model, row._mapping)
 
 
-_CAS: dict[tuple[Any, ...], Update] = {}
+_UPDATES: dict[tuple[Any, ...], Update] = {}
 
 
-def _cas_statement(
+def _update_statement(
     model: type[Base], values: dict[str, Any], expected: int, returning: bool
-) -> Update:
-    """The compare-and-set UPDATE of `model` (with RETURNING every column, labelled, if
-    `returning`); a value of None becomes the bind parameter `_v_<name>`, any other is used as
-    given (an SQL expression)."""
-    rows = cast(Table, model.__table__)
-    names = column_names(model)
-    statement = (
-        update(rows)
-        .where(
-            rows.c.id == bindparam("_row_id"),
-            rows.c.status.in_([bindparam(f"_expected_{i}") for i in range(expected)]),
+) -> tuple[Update, dict[str, Any]]:
+    """`UPDATE <table> SET values WHERE id = :_row_id` (the table, not the ORM entity: no
+    session synchronisation for a row no session holds), `AND status IN (:_expected_0, …)`
+    for `expected` statuses (a compare-and-set), with RETURNING every column, labelled, if
+    `returning`; and the values' parameters (`_v_<name>`). Built once per shape (model,
+    columns, expected, returning): a statement built anew per call costs SQLAlchemy its cache
+    key each time. A value that is an SQL expression (attempts + 1) is used as given, in a
+    statement of its own."""
+    sql = {k: v for k, v in values.items() if isinstance(v, ClauseElement)}
+    params = {f"_v_{k}": v for k, v in values.items() if k not in sql}
+    key = (model, tuple(sorted(values)), expected, returning)
+    statement = None if sql else _UPDATES.get(key)
+    if statement is None:
+        rows = cast(Table, model.__table__)
+        names = column_names(model)
+        condition = [rows.c.id == bindparam("_row_id")]
+        if expected:
+            condition.append(
+                rows.c.status.in_([bindparam(f"_expected_{i}") for i in range(expected)])
+            )
+        statement = (
+            update(rows)
+            .where(*condition)
+            .values(
+                {
+                    names[k]: sql.get(k, bindparam(f"_v_{k}", type_=rows.c[names[k]].type))
+                    for k in values
+                }
+            )
         )
-        .values(
-            {
-                names[key]: (
-                    bindparam(f"_v_{key}", type_=rows.c[names[key]].type)
-                    if value is None
-                    else value
-                )
-                for key, value in values.items()
-            }
-        )
-    )
-    return statement.returning(*labelled_columns(model)) if returning else statement
+        if returning:
+            statement = statement.returning(*labelled_columns(model))
+        if not sql:
+            _UPDATES[key] = statement
+    return statement, params
 
 
 @dataclass(frozen=True)
@@ -207,9 +218,8 @@ class StatusChange(Generic[M]):
     values: dict[str, Any]
 
     def statement(self, *, returning: bool = False) -> tuple[Any, dict[str, Any], set[str]]:
-        """`UPDATE … WHERE id = ? AND status IN expected` and its parameters, and the expected
-        statuses. Built once per shape (model, columns set, number of expected statuses): a
-        statement built anew per call costs SQLAlchemy its cache key each time."""
+        """`UPDATE … WHERE id = ? AND status IN expected` (prebuilt per shape: see
+        `_update_statement`) and its parameters, and the expected statuses."""
         expected_set = {self.expected} if isinstance(self.expected, str) else set(self.expected)
         for current in expected_set:
             if not allowed(self.table, current, self.new):
@@ -217,22 +227,10 @@ class StatusChange(Generic[M]):
                     f"{self.what} {self.row_id}: {current} -> {self.new} is not a status change"
                 )
         values = {"status": self.new, **self.values}
-        params: dict[str, Any] = {"_row_id": self.row_id}
+        statement, params = _update_statement(self.model, values, len(expected_set), returning)
+        params["_row_id"] = self.row_id
         params.update({f"_expected_{i}": status for i, status in enumerate(sorted(expected_set))})
-        sql = {k: v for k, v in values.items() if isinstance(v, ClauseElement)}
-        params.update({f"_v_{k}": v for k, v in values.items() if k not in sql})
-        shape: dict[str, Any] = {key: sql.get(key) for key in values}
-        if sql:  # a value computed in SQL (attempts + 1): this shape is built per call
-            return (
-                _cas_statement(self.model, shape, len(expected_set), returning),
-                params,
-                expected_set,
-            )
-        key = (self.model, tuple(sorted(values)), len(expected_set), returning)
-        cached = _CAS.get(key)
-        if cached is None:
-            cached = _CAS[key] = _cas_statement(self.model, shape, len(expected_set), returning)
-        return cached, params, expected_set
+        return statement, params, expected_set
 
     def refused(self, session: Session | Connection, expected: set[str]) -> Exception:
         """The error for an update that changed no row: NotFound or TransitionError."""
@@ -247,37 +245,12 @@ class StatusChange(Generic[M]):
         )
 
 
-_UPDATES: dict[tuple[Any, ...], Update] = {}
-
-
-def _update_by_id(
-    model: type[Base], row_id: int, values: dict[str, Any], *, returning: bool = False
-) -> tuple[Update, dict[str, Any]]:
-    """`UPDATE <table> SET … WHERE id = :_row_id` (the table, not the ORM entity: no session
-    synchronisation for a row no session holds), with RETURNING every column if `returning`,
-    and its parameters. Built once per shape (model, columns set), as `StatusChange` is."""
-    key = (model, tuple(sorted(values)), returning)
-    statement = _UPDATES.get(key)
-    if statement is None:
-        rows = cast(Table, model.__table__)
-        names = column_names(model)
-        statement = (
-            update(rows)
-            .where(rows.c.id == bindparam("_row_id"))
-            .values({names[k]: bindparam(f"_v_{k}", type_=rows.c[names[k]].type) for k in values})
-        )
-        if returning:
-            statement = statement.returning(*labelled_columns(model))
-        _UPDATES[key] = statement
-    params = {"_row_id": row_id, **{f"_v_{k}": v for k, v in values.items()}}
-    return statement, params
-
-
 def update_row(
     session: Session | Connection, model: type[Base], row_id: int, values: dict[str, Any]
 ) -> None:
     """Set `values` on row `row_id` of `model` (nothing when there is no such row)."""
-    connection_of(session).execute(*_update_by_id(model, row_id, values))
+    statement, params = _update_statement(model, values, 0, False)
+    connection_of(session).execute(statement, {**params, "_row_id": row_id})
 
 
 def update_returning(
@@ -285,8 +258,8 @@ def update_returning(
 ) -> M:
     """Set `values` on row `row_id` and return it as a record (`UPDATE … RETURNING`; the
     ORM's load-modify-flush costs several times more); NotFound names it as `what`."""
-    row = connection_of(session).execute(*_update_by_id(model, row_id, values, returning=True))
-    first = row.first()
+    statement, params = _update_statement(model, values, 0, True)
+    first = connection_of(session).execute(statement, {**params, "_row_id": row_id}).first()
     if first is None:
         raise NotFound(f"{what} {row_id} does not exist")
     return record_from_row(model, first._mapping)
