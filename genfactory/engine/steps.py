@@ -23,16 +23,19 @@ from genfactory.storage.repository import ImageRecord
 TASK_OPTIONS: dict[str, Any] = {"persist_result": False, "cache_policy": NO_CACHE}
 
 
+def worth_retrying(exc: BaseException) -> bool:
+    """The engine's retry rule: provider errors are never retried here (the HTTP layer owns
+    transient retries, so a paid call is never multiplied); anything else (the store was busy,
+    the orchestration API failed) is, since every step is re-entrant."""
+    return not isinstance(exc, GenfactoryError)
+
+
 def retry_orchestration(task: Any, task_run: Any, state: Any) -> bool:
-    """Prefect retry condition of the engine's tasks: provider errors are never retried here
-    (the HTTP layer owns transient retries, so a paid call is never multiplied); anything else
-    (the store was busy, the orchestration API failed) is, since every step is re-entrant."""
+    """Prefect retry condition of the engine's tasks (`worth_retrying`)."""
     try:
         state.result(raise_on_failure=True)
-    except GenfactoryError:
-        return False
-    except BaseException:
-        return True
+    except BaseException as exc:
+        return worth_retrying(exc)
     return False
 
 
@@ -161,4 +164,5 @@ __all__ = [
     "scrub_errors",
     "scrubbed",
     "timed",
+    "worth_retrying",
 ]

@@ -30,6 +30,7 @@ from genfactory.engine.steps import (
     fail_image,
     log_step,
     scrub_errors,
+    worth_retrying,
 )
 from genfactory.errors import GenfactoryError, JobFatalError, JobStopped
 from genfactory.providers.registry import images_per_slot
@@ -126,18 +127,15 @@ def _run_image_inline(execution_id: int, image_id: int, slot: int, index: int) -
 
 
 def _retried(step: Any, *args: Any) -> Any:
-    """Run `step`, tried again as the engine's Prefect tasks are (`ENGINE_TASK_OPTIONS`): after
-    an error that is not genfactory's (the store was busy, a worker was cut off), never after a
-    provider's (the HTTP layer alone retries provider calls, so a paid call is never
-    multiplied). Every step is re-entrant, so a try again finishes what the last one began."""
+    """Run `step`, tried again as the engine's Prefect tasks are (`ENGINE_TASK_OPTIONS`, by
+    `worth_retrying`). Every step is re-entrant, so a try again finishes what the last one
+    began."""
     tries = 1 + int(ENGINE_TASK_OPTIONS["retries"])
     for attempt in range(1, tries + 1):
         try:
             return step(*args)
-        except GenfactoryError:
-            raise
         except Exception as exc:
-            if attempt == tries:
+            if attempt == tries or not worth_retrying(exc):
                 raise
             logger.debug("%s: %s; trying again", args, describe_error(exc))
             time.sleep(float(ENGINE_TASK_OPTIONS["retry_delay_seconds"]))
