@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -518,6 +519,38 @@ def test_the_limiter_caps_calls_in_flight_per_service(
     assert fake_services.peak("openai") == 2
     assert time.monotonic() - started >= 4 * 0.15
     assert len(fake_services.requests("openai")) == 8
+
+
+def test_each_thread_keeps_its_own_connection_and_close_ends_them(
+    fake_services: FakeServices, make: Callable[..., Any]
+) -> None:
+    # Slots share one provider; each slot thread reuses one kept-alive connection of its own
+    # (a pool per thread: a pool shared by 32 threads scanned every connection per request).
+    fake_services.set_latency("openai", 0.05)
+    provider = make(OpenAIPrompt)
+    ports: dict[int, list[int]] = {}
+
+    def slot(n: int) -> None:
+        for i in range(3):
+            provider.make_prompt(PromptRequest(system_prompt="s", keyword=f"k{n}-{i}"))
+
+    threads = [threading.Thread(target=slot, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for request in fake_services.requests("openai"):
+        found = re.search(r"k(\d)-\d", str(request.json["messages"]))
+        assert found, request.json
+        ports.setdefault(int(found.group(1)), []).append(request.peer_port)
+    assert sorted(ports) == [0, 1, 2, 3]
+    assert all(len(seen) == 3 and len(set(seen)) == 1 for seen in ports.values()), ports
+    assert len({seen[0] for seen in ports.values()}) == 4  # four threads, four connections
+
+    provider.close()
+    # Closed: the next call opens a fresh connection instead of a dead pooled one.
+    provider.make_prompt(PromptRequest(system_prompt="s", keyword="after"))
+    assert fake_services.requests("openai")[-1].peer_port not in {p[0] for p in ports.values()}
 
 
 def test_the_piapi_slot_is_held_for_a_whole_task(

@@ -123,6 +123,8 @@ class RecordedRequest:
     #: When the answer may go out: a service's latency counts from arrival and includes the
     #: fake's own work, as a remote service's does (its CPU is not the client's critical path).
     answer_at: float = 0.0
+    #: The client's port: one per TCP connection (which requests shared a kept-alive one).
+    peer_port: int = 0
 
 
 @dataclass
@@ -531,6 +533,7 @@ class _Handler(BaseHTTPRequestHandler):
             headers={k.lower(): v for k, v in self.headers.items()},
             body=body,
             started=time.monotonic(),
+            peer_port=int(self.client_address[1]),
         )
         self._parse_body(record)
         if service == "control":
