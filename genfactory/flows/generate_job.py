@@ -17,7 +17,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from genfactory.config import Settings, load_settings
 from genfactory.engine.artifacts import advance, start_progress
 from genfactory.engine.control import JobControl
-from genfactory.engine.lifecycle import execution_of_flow_run, mark_stopped
+from genfactory.engine.lifecycle import execution_of_flow_run, frozen_heap, mark_stopped
 from genfactory.engine.runtime import get_runtime
 from genfactory.errors import ConfigError
 from genfactory.statuses import JobStatus
@@ -102,7 +102,7 @@ def run_plan(plan: JobPlan) -> dict[str, Any]:
     could not start or report, e.g. the Prefect API failing), so it must not need Prefect."""
     runtime = get_runtime(plan.execution_id)
     done_before = plan.total_slots - len(plan.slots)
-    with JobControl(runtime, external_stop=_ui_cancel_requested):
+    with JobControl(runtime, external_stop=_ui_cancel_requested), frozen_heap():
         runner: ThreadPoolTaskRunner[Any]
         with ThreadPoolTaskRunner(max_workers=plan.max_concurrency) as runner:
             futures: list[PrefectFuture[Any]] = [
