@@ -171,6 +171,35 @@ def test_a_dying_worker_is_replaced_and_reported(
         pool.shutdown_pool()
 
 
+def test_a_batch_in_the_pool_answers_each_call_and_survives_a_dying_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A slot's images are decoded as one batch: each keeps its own result or rejection.
+    monkeypatch.setenv(pool.POOL_ENV, "1")
+    photos = [_photo(tmp_path / f"in{i}.png") for i in range(3)]
+    tiny = tmp_path / "tiny.png"
+    Image.new("RGB", (1, 1)).save(tiny)
+    calls = [(str(p), 10_000_000) for p in photos] + [(str(tiny), 10_000_000)]
+    try:
+        results = pool.map_in_pool(image_files.hash_file, calls)
+        assert results[:3] == [image_files.hash_file(*call) for call in calls[:3]]
+        assert isinstance(results[3], ImageRejected)
+        assert "too small" in str(results[3])
+        # A worker killed mid-batch (the OOM killer) costs only the call that killed it.
+        mixed = pool.map_in_pool(_hash_or_die, [(str(photos[0]),), ("die",), (str(photos[1]),)])
+        assert mixed[0] == results[0] and mixed[2] == results[1]
+        assert isinstance(mixed[1], ImageRejected)
+        assert "killed its worker process twice" in str(mixed[1])
+    finally:
+        pool.shutdown_pool()
+
+
+def _hash_or_die(src: str) -> int:
+    if src == "die":
+        os._exit(3)
+    return image_files.hash_file(src, 10_000_000)
+
+
 def test_a_file_exiv2_cannot_parse_is_rejected_and_left_unchanged(tmp_path: Path) -> None:
     path = tmp_path / "image.jpg"
     path.write_bytes(b"not really a jpeg")

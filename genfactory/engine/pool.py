@@ -18,7 +18,7 @@ import signal
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.context import BaseContext
@@ -149,4 +149,60 @@ def run_in_pool(fn: Callable[..., T], *args: Any) -> T:
     raise AssertionError("unreachable")
 
 
-__all__ = ["POOL_ENV", "pool_enabled", "pool_size", "run_in_pool", "shutdown_pool", "warm_pool"]
+def map_in_pool(fn: Callable[..., T], calls: Sequence[tuple[Any, ...]]) -> list[T | Exception]:
+    """`run_in_pool` for several independent calls at once: all are submitted together, so the
+    workers run them side by side and the caller waits for the queue once, not once per call.
+    Returns each call's result or the exception it raised, in the order of `calls`. A worker
+    death is handled per call as in `run_in_pool` (the pool replaced, the call tried once more).
+    """
+    if not pool_enabled():
+        return [_outcome(fn, *args) for args in calls]
+    pool = _get_pool()
+    futures: list[Future[T] | None] = []
+    for args in calls:
+        try:
+            futures.append(pool.submit(fn, *args))
+        except BrokenProcessPool:
+            futures.append(None)
+    results: list[T | Exception] = []
+    for args, future in zip(calls, futures, strict=True):
+        try:
+            if future is None:
+                raise BrokenProcessPool
+            results.append(future.result())
+        except BrokenProcessPool:
+            _discard_pool(pool)
+            results.append(_outcome(_once_more, fn, *args))
+        except Exception as exc:
+            results.append(exc)
+    return results
+
+
+def _outcome(fn: Callable[..., T], *args: Any) -> T | Exception:
+    try:
+        return fn(*args)
+    except Exception as exc:
+        return exc
+
+
+def _once_more(fn: Callable[..., T], *args: Any) -> T:
+    """The second try of a call whose worker died, in a new pool."""
+    pool = _get_pool()
+    try:
+        return pool.submit(fn, *args).result()
+    except BrokenProcessPool:
+        _discard_pool(pool)
+        raise ImageRejected(
+            "image processing killed its worker process twice (out of memory?)"
+        ) from None
+
+
+__all__ = [
+    "POOL_ENV",
+    "map_in_pool",
+    "pool_enabled",
+    "pool_size",
+    "run_in_pool",
+    "shutdown_pool",
+    "warm_pool",
+]

@@ -181,34 +181,40 @@ def _save_images(
                 extension_for(media_type),
                 image.data,
             )
-            row: dict[str, object] = {
-                "image_index": index,
-                "generation_prompt": prompt,
-                "keyword": slot.keyword,
-                "aspect_ratio": slot.aspect_ratio,
-                "seed": image.seed if image.seed is not None else seed,
-                "temp_image_path": str(path),
-                "media_type": media_type,
-            }
-            try:
-                phash = pool.run_in_pool(
-                    image_files.hash_file, str(path), settings.processing.max_image_pixels
-                )
-                row["phash"] = format(phash, "016x")
-            except ImageRejected as exc:
+            rows.append(
+                {
+                    "image_index": index,
+                    "generation_prompt": prompt,
+                    "keyword": slot.keyword,
+                    "aspect_ratio": slot.aspect_ratio,
+                    "seed": image.seed if image.seed is not None else seed,
+                    "temp_image_path": str(path),
+                    "media_type": media_type,
+                }
+            )
+        # Decoded side by side in the pool: one wait for the slot's images, not one each.
+        hashes = pool.map_in_pool(
+            image_files.hash_file,
+            [(row["temp_image_path"], settings.processing.max_image_pixels) for row in rows],
+        )
+        for row, phash in zip(rows, hashes, strict=True):
+            if isinstance(phash, ImageRejected):
                 row.update(
                     status=ImageStatus.FAILED,
-                    error=f"download: {describe_error(exc)}",
-                    error_code=error_code(exc),
+                    error=f"download: {describe_error(phash)}",
+                    error_code=error_code(phash),
                 )
                 log_step(
-                    f"failed: {describe_error(exc)}",
+                    f"failed: {describe_error(phash)}",
                     step="generate",
                     slot=slot.slot,
-                    image_index=index,
+                    image_index=row["image_index"],
                     level=30,
                 )
-            rows.append(row)
+            elif isinstance(phash, Exception):
+                raise phash
+            else:
+                row["phash"] = format(phash, "016x")
         ids = repository.add_images(
             runtime.execution_id, slot.slot, rows, slot_id=slot.id, slot_fields={"prompt": prompt}
         )
