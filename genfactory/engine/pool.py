@@ -135,18 +135,12 @@ def run_in_pool(fn: Callable[..., T], *args: Any) -> T:
     """
     if not pool_enabled():
         return fn(*args)
-    for attempt in (1, 2):
-        pool = _get_pool()
-        try:
-            future: Future[T] = pool.submit(fn, *args)
-            return future.result()
-        except BrokenProcessPool:
-            _discard_pool(pool)
-            if attempt == 2:
-                raise ImageRejected(
-                    "image processing killed its worker process twice (out of memory?)"
-                ) from None
-    raise AssertionError("unreachable")
+    pool = _get_pool()
+    try:
+        return pool.submit(fn, *args).result()
+    except BrokenProcessPool:
+        _discard_pool(pool)
+        return _once_more(fn, *args)
 
 
 def map_in_pool(fn: Callable[..., T], calls: Sequence[tuple[Any, ...]]) -> list[T | Exception]:
@@ -186,7 +180,8 @@ def _outcome(fn: Callable[..., T], *args: Any) -> T | Exception:
 
 
 def _once_more(fn: Callable[..., T], *args: Any) -> T:
-    """The second try of a call whose worker died, in a new pool."""
+    """The second try of a call whose worker died, in a new pool; a second death raises
+    ImageRejected."""
     pool = _get_pool()
     try:
         return pool.submit(fn, *args).result()
