@@ -11,6 +11,9 @@ from pathlib import Path
 
 from genfactory.errors import ImageRejected
 
+#: The directory below a temp directory where processed files wait for approval.
+STAGED_DIR = ".staged"
+
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -142,6 +145,29 @@ def link_no_clobber(
         _fsync_dir(directory)
         return final
     raise ImageRejected(f"no free file name for {stem}.{ext} in {directory}")
+
+
+#: The hidden name every writer above gives its bytes before they get their real name.
+_PARTIAL = re.compile(r"^\.(?P<stem>.+)\.[0-9a-f]{8}\.tmp$")
+
+
+def partial_writes(directory: Path, ending: str = "", *, stem: str | None = None) -> list[Path]:
+    """Hidden temporary files the writers above left in ``directory`` (not below it) when their
+    process was killed between writing and renaming: for stems ending in ``ending`` (``_e7``:
+    one execution's names), or exactly ``stem``. Safe to delete once nothing writes those
+    names any more."""
+    try:
+        entries = list(directory.iterdir())
+    except OSError:
+        return []
+    found = []
+    for path in entries:
+        match = _PARTIAL.match(path.name)
+        if match is None or not path.is_file():
+            continue
+        if (match["stem"] == stem) if stem is not None else match["stem"].endswith(ending):
+            found.append(path)
+    return sorted(found)
 
 
 def remove_quietly(path: str | Path | None) -> None:

@@ -9,13 +9,13 @@ import time
 from pathlib import Path
 
 from genfactory.errors import UserError
+from genfactory.files import STAGED_DIR, partial_writes
 from genfactory.statuses import ImageStatus, JobStatus
 from genfactory.storage import repository
 from genfactory.storage.db import data_dir
 
 #: What `clean` may remove from a temp directory: image files only, never anything else.
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
-STAGED_DIR = ".staged"
 
 
 @dataclasses.dataclass
@@ -50,6 +50,9 @@ def job_files(job_id: int) -> FileReport:
         staging = Path(execution.temp_dir) / STAGED_DIR
         if staging.is_dir():
             for path in sorted(staging.glob(f"*_e{job_id}.*")):
+                add(path)
+        for directory in (Path(execution.temp_dir), staging):
+            for path in partial_writes(directory, f"_e{job_id}"):  # a killed write's
                 add(path)
     add(execution.log_path)
     return report
@@ -122,8 +125,12 @@ def clean_candidates(older_than: float) -> FileReport:
     now = time.time()
     report = FileReport()
     for directory in temp_dirs():
+        # Half-written files a killed process left: no retry reads them, whoever wrote them.
+        partial = set(partial_writes(directory)) | set(partial_writes(directory / STAGED_DIR))
         for path in sorted(directory.rglob("*")):
-            if not path.is_file() or path.suffix.lower() not in IMAGE_SUFFIXES:
+            if not path.is_file():
+                continue
+            if path.suffix.lower() not in IMAGE_SUFFIXES and path not in partial:
                 continue
             if path.resolve() in needed or _staged_by(path, busy_jobs):
                 continue

@@ -34,10 +34,43 @@ def _files(execution_id: int) -> set[Path]:
     return paths
 
 
+def _partial(directory: Path, stem: str) -> Path:
+    """A file as a writer killed between writing and renaming leaves it (genfactory.files)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f".{stem}.0badf00d.tmp"
+    path.write_bytes(b"half an image")
+    return path
+
+
+def test_a_job_removes_the_half_written_files_its_killed_attempts_left(tmp_path: Path) -> None:
+    first = _job(tmp_path, "first")
+    temp, out = tmp_path / "second" / "tmp", tmp_path / "second" / "out"
+    ours = first + 1  # the id the next job gets
+    cut_short = {
+        _partial(temp, f"second_0_1_e{ours}"),  # an original
+        _partial(temp / ".staged", f"second_1_0_e{ours}"),  # a processed file
+        _partial(out, "second_0_0.png"),  # a delivered file, its name reserved earlier
+    }
+    others = {
+        _partial(temp, f"second_0_1_e{ours}0"),  # another execution's
+        _partial(temp / ".staged", f"second_1_0_e{ours}1"),
+        _partial(temp, "second_0_1"),
+        _partial(out, "xsecond_0_0.png"),
+    }
+
+    assert _job(tmp_path, "second") == ours
+
+    assert (out / "second_0_0.png").is_file()
+    assert not any(p.exists() for p in cut_short)
+    assert all(p.is_file() for p in others)
+
+
 def test_deleting_a_job_removes_exactly_its_rows_and_files(tmp_path: Path) -> None:
     gone = _job(tmp_path, "gone", **{"qc.min_width": 100_000})  # originals kept in temp
     kept = _job(tmp_path, "kept")
     gone_files, kept_files = _files(gone), _files(kept)
+    gone_files.add(_partial(tmp_path / "gone" / "tmp", f"gone_0_0_e{gone}"))
+    kept_files.add(_partial(tmp_path / "kept" / "tmp", f"kept_0_0_e{kept}"))
     assert gone_files and all(p.is_file() for p in gone_files | kept_files)
     kept_rows = _dump(kept)
 
@@ -60,6 +93,8 @@ def test_clean_removes_only_what_no_retry_needs_and_dry_run_removes_nothing(
     rejected = _job(tmp_path, "rejected", **shared)
     orphan_job = _job(tmp_path, "orphan", **shared)
     orphans = {p for p in _files(orphan_job) if p.suffix == ".png"}
+    orphans.add(_partial(tmp_path / "temp", f"orphan_0_0_e{orphan_job}"))
+    orphans.add(_partial(tmp_path / "temp" / ".staged", f"orphan_0_1_e{orphan_job}"))
     assert runner.invoke(app, ["jobs", "delete", str(orphan_job), "--yes", "--keep-files"])
     needed = {Path(str(i.temp_image_path)) for i in repository.list_images(execution_id=rejected)}
     queue_retries(job_id=rejected)  # queued: clean must keep the originals too

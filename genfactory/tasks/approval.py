@@ -10,7 +10,13 @@ from typing import Any
 
 from genfactory.engine.runtime import JobRuntime
 from genfactory.engine.steps import log_step
-from genfactory.files import link_no_clobber, remove_quietly, replace_with_link
+from genfactory.files import (
+    STAGED_DIR,
+    link_no_clobber,
+    partial_writes,
+    remove_quietly,
+    replace_with_link,
+)
 from genfactory.processing.metadata import embedding_leftovers
 from genfactory.statuses import ImageStatus
 from genfactory.storage import repository
@@ -68,17 +74,26 @@ def approve(
 
 
 def clean_approved_leftovers(runtime: JobRuntime) -> None:
-    """Staged files of approved images an interrupted attempt left behind, and the staging
+    """What interrupted attempts of this execution left behind, once nothing of it runs any
+    more: staged files of approved images and their half-embedded copies, half-written files
+    (originals, staged and delivered files) a killed process never renamed, and the staging
     directory once it is empty."""
-    staging = None
+    temp_dir = Path(str(runtime.settings.job.temp_dir))
+    staging = temp_dir / STAGED_DIR
     for image in repository.list_images(
         execution_id=runtime.execution_id, status=ImageStatus.APPROVED
     ):
         staged = staged_path(runtime, image)
-        staging = staged.parent
         remove_quietly(staged)
         for leftover in embedding_leftovers(staged):  # a metadata write the kill cut short
             remove_quietly(leftover)
-    if staging is not None:
-        with contextlib.suppress(OSError):
-            staging.rmdir()
+        if image.final_image_path:  # `replace_with_link` cut short: the name is this image's
+            final = Path(image.final_image_path)
+            for partial in partial_writes(final.parent, stem=final.name):
+                remove_quietly(partial)
+    # Names with this execution's id are written by its own processes only, which are done.
+    for directory in (temp_dir, staging):
+        for partial in partial_writes(directory, f"_e{runtime.execution_id}"):
+            remove_quietly(partial)
+    with contextlib.suppress(OSError):
+        staging.rmdir()

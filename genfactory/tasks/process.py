@@ -18,7 +18,7 @@ from genfactory.engine import pool
 from genfactory.engine.runtime import JobRuntime
 from genfactory.engine.steps import describe_error, error_code, fail_image, log_step, timed
 from genfactory.errors import ImageRejected, JobFatalError, ProviderError
-from genfactory.files import safe_name
+from genfactory.files import STAGED_DIR, safe_name
 from genfactory.image_folder import SOURCE_STEM
 from genfactory.processing import EXTENSIONS, find_near_duplicate
 from genfactory.providers.base import ImageInput
@@ -26,8 +26,6 @@ from genfactory.statuses import ImageStatus
 from genfactory.storage import repository
 from genfactory.storage.repository import ImageRecord
 from genfactory.tasks import image_files
-
-STAGED_DIR = ".staged"
 
 
 def output_stem(runtime: JobRuntime, image: ImageRecord) -> str:
