@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from genfactory.statuses import FINAL_IMAGE_STATUSES, FINAL_SLOT_STATUSES, JobStatus
+from genfactory.statuses import FINAL_IMAGE_STATUSES, FINAL_SLOT_STATUSES, JobStatus, SlotStatus
 from genfactory.storage import repository
 from genfactory.storage.db import dispose_engines
 from tests.fakes.server import FakeServices
@@ -237,19 +237,27 @@ def test_a_killed_job_resumes_to_the_same_result_without_paying_twice(
     dispose_engines()
     after = repository.get_execution(execution.id)
     assert after.status == JobStatus.COMPLETED
-    assert _outcome(execution.id) == expected
+    slots = repository.list_slots(execution.id)
+    # A kill between a slot's paid create going out and its task id coming back leaves a create
+    # nobody can tell was charged: by design that slot fails `ambiguous_create` and is never
+    # created again (tests/test_engine_spending.py). It is a window of one request per running
+    # slot, rarely hit; every other slot ends as in the uninterrupted run.
+    ambiguous = {s.slot for s in slots if s.error_code == "ambiguous_create"}
+    assert len(ambiguous) <= 2, slots  # max_concurrency slots were running at the kill
+    assert all(s.status == SlotStatus.FAILED for s in slots if s.slot in ambiguous)
+    assert _outcome(execution.id) == {o for o in expected if o[0] not in ambiguous}, slots
     assert len(after.flow_run_ids or []) == 2  # the first run and the resume
 
     creates = [r for r in fake.requests("piapi") if r.method == "POST"]
     prompts = Counter(r.json["input"]["prompt"] for r in creates)
-    assert len(creates) == count and set(prompts.values()) == {1}  # one create per slot
+    assert count - len(ambiguous) <= len(creates) <= count  # one create per slot at most
+    assert set(prompts.values()) == {1}
     vision = [r for r in fake.requests("openai") if "json_schema" in str(r.json)]
-    images = count * 4
+    images = (count - len(ambiguous)) * 4
     # QC and metadata once per image each; a call in flight at the kill (at most one per slot
     # running, max_concurrency = 2) had no answer recorded and is made again by the resume.
     assert len(vision) <= 2 * images + 2
 
-    slots = repository.list_slots(execution.id)
     assert all(s.status in FINAL_SLOT_STATUSES for s in slots)
     rows = repository.list_images(execution_id=execution.id)
     assert all(i.status in FINAL_IMAGE_STATUSES for i in rows)
