@@ -42,7 +42,7 @@ def _partial(directory: Path, stem: str) -> Path:
     return path
 
 
-def test_a_job_removes_the_half_written_files_its_killed_attempts_left(tmp_path: Path) -> None:
+def test_a_job_removes_the_files_its_killed_attempts_left_and_only_those(tmp_path: Path) -> None:
     first = _job(tmp_path, "first")
     temp, out = tmp_path / "second" / "tmp", tmp_path / "second" / "out"
     ours = first + 1  # the id the next job gets
@@ -51,17 +51,21 @@ def test_a_job_removes_the_half_written_files_its_killed_attempts_left(tmp_path:
         _partial(temp / ".staged", f"second_1_0_e{ours}"),  # a processed file
         _partial(out, "second_0_0.png"),  # a delivered file, its name reserved earlier
     }
+    orphan = temp / f"second_5_0_e{ours}.png"  # an approved image's original, if a kill had
+    orphan.write_bytes(b"an original")  # cut its approval's clean-up short
     others = {
         _partial(temp, f"second_0_1_e{ours}0"),  # another execution's
         _partial(temp / ".staged", f"second_1_0_e{ours}1"),
         _partial(temp, "second_0_1"),
         _partial(out, "xsecond_0_0.png"),
+        temp / f"second_5_0_e{ours}0.png",
     }
+    (temp / f"second_5_0_e{ours}0.png").write_bytes(b"another execution's original")
 
     assert _job(tmp_path, "second") == ours
 
     assert (out / "second_0_0.png").is_file()
-    assert not any(p.exists() for p in cut_short)
+    assert not any(p.exists() for p in cut_short | {orphan})
     assert all(p.is_file() for p in others)
 
 
