@@ -14,7 +14,8 @@ from genfactory.statuses import ImageStatus, JobStatus
 from genfactory.storage import repository
 from genfactory.storage.db import data_dir
 
-#: What `clean` may remove from a temp directory: image files only, never anything else.
+#: What `clean` may remove from a temp directory: image files, and the hidden half-written
+#: files of a killed write (`files.partial_writes`), never anything else.
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 
 

@@ -339,8 +339,8 @@ def clean(
 ) -> None:
     """Remove temp files no retry can need any more, and print what it frees.
 
-    Originals of approved images or of deleted jobs; never a file a failed image or a
-    queued retry needs.
+    Originals of approved images or of deleted jobs, and half-written files a killed job left;
+    never a file a failed image or a queued retry needs.
     """
     from genfactory import housekeeping
     from genfactory.storage.db import store_exists
