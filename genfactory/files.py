@@ -24,6 +24,18 @@ def safe_name(text: str, fallback: str = "job") -> str:
     return cleaned or fallback
 
 
+def image_name(label: str, slot: int, index: int, source_stem: str | None = None) -> str:
+    """An image's file name before its extension: the source file's stem for an image from
+    `job.images_dir`, else `<label>_<slot>_<index>`. Delivered files have this name."""
+    return safe_name(source_stem) if source_stem else f"{safe_name(label)}_{slot}_{index}"
+
+
+def owned_stem(name: str, execution_id: int) -> str:
+    """``name`` as one execution's temp files (originals, staged files) are called: the id keeps
+    jobs that share a label and a temp directory apart, and a run again replaces its own file."""
+    return f"{name}_e{execution_id}"
+
+
 def _fsync_dir(directory: Path) -> None:
     # Makes the rename durable; not every platform can open a directory, which is fine.
     with contextlib.suppress(OSError):
@@ -139,7 +151,7 @@ def link_no_clobber(
                 os.close(os.open(final, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
             except FileExistsError:
                 continue
-            tmp = directory / f".{stem}.{secrets.token_hex(4)}.tmp"
+            tmp = directory / f".{final.name}.{secrets.token_hex(4)}.tmp"  # as replace_with_link
             tmp.write_bytes(source.read_bytes())
             os.replace(tmp, final)
         _fsync_dir(directory)
@@ -151,11 +163,13 @@ def link_no_clobber(
 _PARTIAL = re.compile(r"^\.(?P<stem>.+)\.[0-9a-f]{8}\.tmp$")
 
 
-def partial_writes(directory: Path, ending: str = "", *, stem: str | None = None) -> list[Path]:
+def partial_writes(
+    directory: Path, owned: Callable[[str], bool] | None = None, *, before: float | None = None
+) -> list[Path]:
     """Hidden temporary files the writers above left in ``directory`` (not below it) when their
-    process was killed between writing and renaming: for stems ending in ``ending`` (``_e7``:
-    one execution's names), or exactly ``stem``. Safe to delete once nothing writes those
-    names any more."""
+    process was killed between writing and renaming: those whose stem ``owned`` accepts (all
+    without it), last written before ``before`` (a time.time()) if given, so a write still in
+    progress is spared."""
     try:
         entries = list(directory.iterdir())
     except OSError:
@@ -163,10 +177,14 @@ def partial_writes(directory: Path, ending: str = "", *, stem: str | None = None
     found = []
     for path in entries:
         match = _PARTIAL.match(path.name)
-        if match is None or not path.is_file():
+        if match is None or (owned is not None and not owned(match["stem"])):
             continue
-        if (match["stem"] == stem) if stem is not None else match["stem"].endswith(ending):
-            found.append(path)
+        try:
+            if not path.is_file() or (before is not None and path.stat().st_mtime >= before):
+                continue
+        except OSError:
+            continue
+        found.append(path)
     return sorted(found)
 
 

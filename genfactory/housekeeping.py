@@ -5,18 +5,26 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from genfactory.errors import UserError
-from genfactory.files import STAGED_DIR, partial_writes
+from genfactory.files import STAGED_DIR, image_name, owned_stem, partial_writes, safe_name
+from genfactory.image_folder import SOURCE_STEM
+from genfactory.media import EXTENSIONS, extension_for
+from genfactory.processing.metadata import embedding_leftover_stem
 from genfactory.statuses import ImageStatus, JobStatus
 from genfactory.storage import repository
 from genfactory.storage.db import data_dir
+from genfactory.storage.repository import SlotRecord
 
+#: The extensions of the originals genfactory saves to temp (`media.extension_for`).
+ORIGINAL_SUFFIXES = {f".{extension_for(media_type)}" for media_type in (*EXTENSIONS, None)}
 #: What `clean` may remove from a temp directory: image files, and the hidden half-written
 #: files of a killed write (`files.partial_writes`), never anything else.
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
+IMAGE_SUFFIXES = ORIGINAL_SUFFIXES | {".jpeg", ".tiff"}
 
 
 @dataclasses.dataclass
@@ -34,7 +42,7 @@ class FileReport:
 
 def job_files(job_id: int) -> FileReport:
     """Every file the job owns that exists: its approved outputs, its originals and staged
-    files in temp, its log."""
+    files in temp, what its interrupted attempts left there, its log."""
     execution = repository.get_execution(job_id)
     report = FileReport()
     seen: set[Path] = set()
@@ -44,19 +52,98 @@ def job_files(job_id: int) -> FileReport:
             seen.add(Path(path))
             report.add(Path(path))
 
-    for image in repository.list_images(execution_id=job_id):
+    for image in repository.iter_images(job_id):
         add(image.final_image_path)
         add(image.temp_image_path)
     if execution.temp_dir:
-        staging = Path(execution.temp_dir) / STAGED_DIR
-        if staging.is_dir():
-            for path in sorted(staging.glob(f"*_e{job_id}.*")):
+        owns = _owner(job_id, execution.label, repository.list_slots(job_id))
+        for path in _files_in(Path(execution.temp_dir) / STAGED_DIR):
+            if not path.name.startswith(".") and owns(path.stem):
                 add(path)
-        for directory in (Path(execution.temp_dir), staging):
-            for path in partial_writes(directory, f"_e{job_id}"):  # a killed write's
-                add(path)
+        for path in job_leftovers(job_id):
+            add(path)
     add(execution.log_path)
     return report
+
+
+def job_leftovers(job_id: int, *, written_before: float | None = None) -> list[Path]:
+    """Files interrupted attempts of the job left behind that no image of it needs: originals no
+    image row points at any more (an approval the kill cut short), staged files of approved
+    images and their half-embedded copies, and half-written files (originals, staged and
+    delivered files) a killed process never renamed, last written before `written_before`."""
+    execution = repository.get_execution(job_id)
+    if not execution.temp_dir:
+        return []
+    temp = Path(execution.temp_dir)
+    staging = temp / STAGED_DIR
+    slots = repository.list_slots(job_id)
+    owns = _owner(job_id, execution.label, slots)
+    sources = {s.slot: s.variables.get(SOURCE_STEM) for s in slots}
+    kept: set[Path] = set()
+    approved: set[str] = set()
+    delivered: dict[Path, set[str]] = {}
+    for image in repository.iter_images(job_id):
+        if image.status != ImageStatus.APPROVED:
+            if image.temp_image_path:  # a retry starts from it
+                kept.add(Path(image.temp_image_path))
+            continue
+        source = sources.get(image.slot)
+        name = image_name(execution.label, image.slot, image.image_index, source and str(source))
+        approved.add(owned_stem(name, job_id))
+        if image.final_image_path:
+            final = Path(image.final_image_path)
+            delivered.setdefault(final.parent, set()).add(final.name)
+    found = [
+        path
+        for path in _files_in(temp)
+        if not path.name.startswith(".")
+        and path.suffix in ORIGINAL_SUFFIXES
+        and owns(path.stem)
+        and path not in kept
+    ]
+    for path in _files_in(staging):
+        stem = embedding_leftover_stem(path.name) or (
+            path.stem if not path.name.startswith(".") else None
+        )
+        if stem in approved:
+            found.append(path)
+    for directory in (temp, staging):
+        found += partial_writes(directory, owns, before=written_before)
+    for directory, names in delivered.items():  # `replace_with_link` cut short
+        found += partial_writes(directory, names.__contains__, before=written_before)
+    return found
+
+
+def _owner(job_id: int, label: str, slots: list[SlotRecord]) -> Callable[[str], bool]:
+    """Whether a temp file's stem is one this job writes (`files.image_name` of one of its
+    slots' images, with the job's id): exact, so no other job's file and no user's file is
+    taken for one of its own, whatever the label."""
+    suffix = owned_stem("", job_id)
+    numbers = {slot.slot for slot in slots}
+    sources = {
+        image_name(label, slot.slot, 0, str(slot.variables[SOURCE_STEM]))
+        for slot in slots
+        if slot.variables.get(SOURCE_STEM)
+    }
+    generated = re.compile(re.escape(safe_name(label)) + r"_(\d+)_\d+")  # image_name's
+
+    def owns(stem: str) -> bool:
+        if not stem.endswith(suffix):
+            return False
+        name = stem[: -len(suffix)]
+        if name in sources:
+            return True
+        match = generated.fullmatch(name)
+        return match is not None and int(match[1]) in numbers
+
+    return owns
+
+
+def _files_in(directory: Path) -> list[Path]:
+    try:
+        return sorted(p for p in directory.iterdir() if p.is_file())
+    except OSError:
+        return []
 
 
 def delete_job(job_id: int, *, keep_files: bool) -> FileReport:

@@ -220,6 +220,11 @@ def test_a_killed_job_resumes_to_the_same_result_without_paying_twice(
     os.killpg(process.pid, signal.SIGKILL)
     process.wait(timeout=30)
     execution = repository.list_executions(limit=1)[0]
+    in_create = {  # its create sent, or about to be, and no task id back
+        s.slot
+        for s in repository.list_slots(execution.id)
+        if s.status == SlotStatus.GENERATING and not s.provider_task_id
+    }
     assert execution.status == JobStatus.RUNNING  # nobody could record the kill
     assert repository.image_counts(execution.id).get("approved", 0) < count * 4
     # The pool workers of the killed process exit on their own.
@@ -243,7 +248,7 @@ def test_a_killed_job_resumes_to_the_same_result_without_paying_twice(
     # created again (tests/test_engine_spending.py). It is a window of one request per running
     # slot, rarely hit; every other slot ends as in the uninterrupted run.
     ambiguous = {s.slot for s in slots if s.error_code == "ambiguous_create"}
-    assert len(ambiguous) <= 2, slots  # max_concurrency slots were running at the kill
+    assert ambiguous <= in_create, slots
     assert all(s.status == SlotStatus.FAILED for s in slots if s.slot in ambiguous)
     assert _outcome(execution.id) == {o for o in expected if o[0] not in ambiguous}, slots
     assert len(after.flow_run_ids or []) == 2  # the first run and the resume

@@ -51,16 +51,20 @@ def test_a_job_removes_the_files_its_killed_attempts_left_and_only_those(tmp_pat
         _partial(temp / ".staged", f"second_1_0_e{ours}"),  # a processed file
         _partial(out, "second_0_0.png"),  # a delivered file, its name reserved earlier
     }
-    orphan = temp / f"second_5_0_e{ours}.png"  # an approved image's original, if a kill had
+    orphan = temp / f"second_1_3_e{ours}.png"  # an approved image's original, if a kill had
     orphan.write_bytes(b"an original")  # cut its approval's clean-up short
     others = {
         _partial(temp, f"second_0_1_e{ours}0"),  # another execution's
         _partial(temp / ".staged", f"second_1_0_e{ours}1"),
         _partial(temp, "second_0_1"),
         _partial(out, "xsecond_0_0.png"),
-        temp / f"second_5_0_e{ours}0.png",
+        temp / f"second_1_3_e{ours}0.png",  # another execution's
+        temp / f"second_7_0_e{ours}.png",  # a slot this job does not have
+        temp / f"mine_e{ours}.png",  # not a name genfactory gives
     }
-    (temp / f"second_5_0_e{ours}0.png").write_bytes(b"another execution's original")
+    for path in others:
+        if not path.exists():
+            path.write_bytes(b"not this job's original")
 
     assert _job(tmp_path, "second") == ours
 

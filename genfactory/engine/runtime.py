@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
@@ -43,6 +44,8 @@ class JobRuntime:
     #: `cancelled` and can be resumed; otherwise (a fatal provider error) it ends `failed`.
     stop_by_user: bool = False
     log_handler: logging.Handler | None = None
+    #: When this run of the execution began (time.time()).
+    started: float = field(default_factory=time.time)
     _flushed: dict[str, dict[str, float]] = field(default_factory=dict)
     _flush_lock: threading.Lock = field(default_factory=threading.Lock)
     #: What earlier runs of this execution (before a resume) had spent, from the store.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import re
 import secrets
 import shutil
 import threading
@@ -73,6 +74,16 @@ def _write(path: Path, title: str, description: str, keywords: list[str]) -> Non
 
 
 _TEMP_MARK = ".meta"
+
+
+_LEFTOVER = re.compile(r"^\.(?P<stem>.+)\.[0-9a-f]{8}" + re.escape(_TEMP_MARK) + r"\.[A-Za-z0-9]+$")
+
+
+def embedding_leftover_stem(name: str) -> str | None:
+    """The stem of the file a leftover of `embed_metadata` named ``name`` was a copy of, or
+    None when ``name`` is not such a leftover."""
+    match = _LEFTOVER.match(name)
+    return match["stem"] if match else None
 
 
 def embedding_leftovers(path: str | Path) -> list[Path]:

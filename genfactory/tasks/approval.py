@@ -10,15 +10,8 @@ from typing import Any
 
 from genfactory.engine.runtime import JobRuntime
 from genfactory.engine.steps import log_step
-from genfactory.files import (
-    STAGED_DIR,
-    link_no_clobber,
-    partial_writes,
-    remove_quietly,
-    replace_with_link,
-)
-from genfactory.media import EXTENSIONS
-from genfactory.processing.metadata import embedding_leftovers
+from genfactory.files import STAGED_DIR, link_no_clobber, remove_quietly, replace_with_link
+from genfactory.housekeeping import job_leftovers
 from genfactory.statuses import ImageStatus
 from genfactory.storage import repository
 from genfactory.storage.repository import ImageRecord
@@ -75,48 +68,11 @@ def approve(
 
 
 def clean_approved_leftovers(runtime: JobRuntime) -> None:
-    """What interrupted attempts of this execution left behind, once nothing of it runs any
-    more: staged files of approved images and their half-embedded copies, originals no image
-    row points at any more (an approval whose clean-up the kill cut short), half-written files
-    (originals, staged and delivered files) a killed process never renamed, and the staging
-    directory once it is empty."""
-    temp_dir = Path(str(runtime.settings.job.temp_dir))
-    staging = temp_dir / STAGED_DIR
-    owned = f"_e{runtime.execution_id}"  # in every temp name of this execution, and no other's
-    kept: set[Path] = set()
-    for image in repository.list_images(execution_id=runtime.execution_id):
-        if image.status != ImageStatus.APPROVED:
-            if image.temp_image_path:  # a retry starts from it
-                kept.add(Path(image.temp_image_path))
-            continue
-        staged = staged_path(runtime, image)
-        remove_quietly(staged)
-        for leftover in embedding_leftovers(staged):  # a metadata write the kill cut short
-            remove_quietly(leftover)
-        if image.final_image_path:  # `replace_with_link` cut short: the name is this image's
-            final = Path(image.final_image_path)
-            for partial in partial_writes(final.parent, stem=final.name):
-                remove_quietly(partial)
+    """Remove what interrupted attempts of this execution left behind once nothing of it runs
+    any more (`housekeeping.job_leftovers`; a write begun since this run started is spared, it
+    may be a retry's), then the staging directory once it is empty."""
+    for path in job_leftovers(runtime.execution_id, written_before=runtime.started):
+        with contextlib.suppress(OSError):  # one that cannot go does not keep the others
+            remove_quietly(path)
     with contextlib.suppress(OSError):
-        for path in temp_dir.iterdir():
-            if _original_of_this_job(path, owned) and path not in kept:
-                remove_quietly(path)
-    # Names with this execution's id are written by its own processes only, which are done.
-    for directory in (temp_dir, staging):
-        for partial in partial_writes(directory, owned):
-            remove_quietly(partial)
-    with contextlib.suppress(OSError):
-        staging.rmdir()
-
-
-#: The extensions `generate` gives the originals it saves to temp.
-_ORIGINAL_EXTENSIONS = {f".{ext}" for ext in EXTENSIONS.values()} | {".bin"}
-
-
-def _original_of_this_job(path: Path, owned: str) -> bool:
-    return (
-        not path.name.startswith(".")
-        and path.suffix in _ORIGINAL_EXTENSIONS
-        and path.stem.endswith(owned)
-        and path.is_file()
-    )
+        (Path(str(runtime.settings.job.temp_dir)) / STAGED_DIR).rmdir()

@@ -18,7 +18,7 @@ from genfactory.engine import pool
 from genfactory.engine.runtime import JobRuntime, get_runtime
 from genfactory.engine.steps import describe_error, error_code, log_step, scrub_errors, timed
 from genfactory.errors import ImageRejected, JobStopped, MalformedResponse
-from genfactory.files import remove_quietly, safe_name, write_replacing
+from genfactory.files import image_name, owned_stem, remove_quietly, write_replacing
 from genfactory.image_folder import SOURCE_PATH, SOURCE_STEM
 from genfactory.media import extension_for, sniff_media_type
 from genfactory.providers.base import GenerationRequest, ImageResult, PromptRequest
@@ -166,7 +166,6 @@ def _save_images(
     recorded `failed` with the reason, before any paid QC sees it."""
     settings: Settings = runtime.settings
     temp_dir = Path(str(settings.job.temp_dir))
-    stem = f"{safe_name(str(settings.job.label))}_{slot.slot}"
     source_stem = slot.variables.get(SOURCE_STEM)  # an image from `job.images_dir`
     rows: list[dict[str, object]] = []
     try:
@@ -174,10 +173,12 @@ def _save_images(
             media_type = sniff_media_type(image.data) or "application/octet-stream"
             # The execution id keeps temp names apart across jobs that share a label; the name
             # is this image's own, so a generation saved again replaces it.
-            name = f"{stem}_{index}" if not source_stem else safe_name(str(source_stem))
+            name = image_name(
+                str(settings.job.label), slot.slot, index, source_stem and str(source_stem)
+            )
             path = write_replacing(
                 temp_dir,
-                f"{name}_e{runtime.execution_id}",
+                owned_stem(name, runtime.execution_id),
                 extension_for(media_type),
                 image.data,
             )

@@ -18,7 +18,7 @@ from genfactory.engine import pool
 from genfactory.engine.runtime import JobRuntime
 from genfactory.engine.steps import describe_error, error_code, fail_image, log_step, timed
 from genfactory.errors import ImageRejected, JobFatalError, ProviderError
-from genfactory.files import STAGED_DIR, safe_name
+from genfactory.files import STAGED_DIR, image_name, owned_stem
 from genfactory.image_folder import SOURCE_STEM
 from genfactory.processing import EXTENSIONS, find_near_duplicate
 from genfactory.providers.base import ImageInput
@@ -29,20 +29,19 @@ from genfactory.tasks import image_files
 
 
 def output_stem(runtime: JobRuntime, image: ImageRecord) -> str:
-    """The delivered file's name before its extension: the source file's stem for an image
-    from `job.images_dir`, else `<label>_<slot>_<index>`."""
+    """The delivered file's name before its extension (`files.image_name`)."""
+    source = None
     if runtime.settings.job.images_dir is not None:
         slot = repository.get_slot_by_number(image.execution_id, image.slot)
-        stem = slot.variables.get(SOURCE_STEM) if slot is not None else None
-        if stem:
-            return safe_name(str(stem))
-    return f"{safe_name(str(runtime.settings.job.label))}_{image.slot}_{image.image_index}"
+        source = slot.variables.get(SOURCE_STEM) if slot is not None else None
+    label = str(runtime.settings.job.label)
+    return image_name(label, image.slot, image.image_index, source and str(source))
 
 
 def staged_path(runtime: JobRuntime, image: ImageRecord) -> Path:
     """Where the processed file of `image` waits for approval (one name per image)."""
     ext = EXTENSIONS[runtime.settings.processing.convert_format]
-    stem = f"{output_stem(runtime, image)}_e{runtime.execution_id}"
+    stem = owned_stem(output_stem(runtime, image), runtime.execution_id)
     return Path(str(runtime.settings.job.temp_dir)) / STAGED_DIR / f"{stem}.{ext}"
 
 
