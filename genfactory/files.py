@@ -24,10 +24,18 @@ def safe_name(text: str, fallback: str = "job") -> str:
     return cleaned or fallback
 
 
+#: A source file's stem is cut to this many characters in the names genfactory gives (as a
+#: label is limited to): `_e<id>` and `-<n>` still fit in the 150 `safe_name` keeps.
+SOURCE_STEM_MAX = 120
+
+
 def image_name(label: str, slot: int, index: int, source_stem: str | None = None) -> str:
     """An image's file name before its extension: the source file's stem for an image from
-    `job.images_dir`, else `<label>_<slot>_<index>`. Delivered files have this name."""
-    return safe_name(source_stem) if source_stem else f"{safe_name(label)}_{slot}_{index}"
+    `job.images_dir` (cut to `SOURCE_STEM_MAX`), else `<label>_<slot>_<index>`. Delivered
+    files have this name."""
+    if source_stem:
+        return safe_name(safe_name(source_stem)[:SOURCE_STEM_MAX])
+    return f"{safe_name(label)}_{slot}_{index}"
 
 
 def owned_stem(name: str, execution_id: int) -> str:

@@ -154,3 +154,31 @@ def test_cli_images_option_errors_are_one_sentence_and_exit_2(tmp_path: Path) ->
         assert result.output.strip().startswith("error:") and fragment in result.output
         assert "Traceback" not in result.output
     assert not out.exists() and repository.list_executions() == []
+
+
+def test_a_file_with_a_very_long_name_is_approved_under_a_shortened_one(tmp_path: Path) -> None:
+    folder = tmp_path / "long"
+    folder.mkdir()
+    stem = "red_fox_in_a_forest_" + "x" * 180  # file systems allow 255 bytes
+    _save(
+        render_image("red fox in a forest", 1, 256, 192, defect_rate=0),
+        folder / f"{stem}.png",
+        "PNG",
+    )
+    settings = load_settings(
+        overrides={
+            "job.images_dir": str(folder),
+            "job.output_dir": str(tmp_path / "out"),
+            "job.temp_dir": str(tmp_path / "tmp"),
+            "qc.min_width": 64,
+            "qc.min_height": 64,
+        },
+        environ={},
+    )
+    summary = generate_job(settings)
+
+    (image,) = repository.list_images(execution_id=summary["execution_id"])
+    assert image.status == ImageStatus.APPROVED, image.error
+    (output,) = (tmp_path / "out").iterdir()
+    assert output.name.startswith("red_fox_in_a_forest_xxx") and len(output.name) <= 130
+    assert not [p for p in (tmp_path / "tmp").rglob("*") if p.is_file()]
