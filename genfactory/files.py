@@ -153,6 +153,8 @@ def link_no_clobber(
             os.link(source, final)
         except FileExistsError:
             continue
+        except FileNotFoundError:
+            raise  # no source (or no directory): not a file system without hard links
         except OSError:
             # No hard links here: reserve the name, then copy into it.
             try:
@@ -160,8 +162,13 @@ def link_no_clobber(
             except FileExistsError:
                 continue
             tmp = directory / f".{final.name}.{secrets.token_hex(4)}.tmp"  # as replace_with_link
-            tmp.write_bytes(source.read_bytes())
-            os.replace(tmp, final)
+            try:
+                tmp.write_bytes(source.read_bytes())
+                os.replace(tmp, final)
+            except BaseException:
+                final.unlink(missing_ok=True)  # the reservation, empty: not a delivered file
+                tmp.unlink(missing_ok=True)
+                raise
         _fsync_dir(directory)
         return final
     raise ImageRejected(f"no free file name for {stem}.{ext} in {directory}")

@@ -125,7 +125,7 @@ def _owner(job_id: int, label: str, slots: list[SlotRecord]) -> Callable[[str], 
         for slot in slots
         if slot.variables.get(SOURCE_STEM)
     }
-    generated = re.compile(re.escape(safe_name(label)) + r"_(\d+)_\d+")  # image_name's
+    generated = re.compile(re.escape(safe_name(label)) + r"_([0-9]+)_[0-9]+")  # image_name's
 
     def owns(stem: str) -> bool:
         if not stem.endswith(suffix):

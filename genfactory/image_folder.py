@@ -17,6 +17,7 @@ from PIL import Image
 
 from genfactory.config import Settings
 from genfactory.errors import InputFileError
+from genfactory.files import SOURCE_STEM_MAX, image_name
 from genfactory.media import sniff_media_type
 
 #: Keys of a slot's `variables` for a file from the images folder.
@@ -40,6 +41,8 @@ class FilePlan:
     aspect_ratio: str
     width: int
     height: int
+    #: The name its files get (`files.image_name` of its stem), unique in the folder's job.
+    stem: str = ""
 
     def as_slot(self) -> dict[str, object]:
         """The slot row (`repository.add_slots`); the prompt is the keyword: nothing to write."""
@@ -49,7 +52,7 @@ class FilePlan:
             "variables": {
                 "keyword": self.keyword,
                 SOURCE_PATH: str(self.path),
-                SOURCE_STEM: self.path.stem,
+                SOURCE_STEM: self.stem or image_name("", 0, 0, self.path.stem),
             },
             "aspect_ratio": self.aspect_ratio,
             "width": self.width,
@@ -89,6 +92,7 @@ def plan_folder(folder: Path) -> tuple[list[FilePlan], list[str]]:
         )
     plans: list[FilePlan] = []
     skipped: list[str] = []
+    taken: set[str] = set()
     for path in sorted(folder.iterdir(), key=lambda p: p.name):
         if path.name.startswith(".") or not path.is_file():
             continue
@@ -118,6 +122,7 @@ def plan_folder(folder: Path) -> tuple[list[FilePlan], list[str]]:
                 aspect_ratio=_ratio(width, height) if width and height else "1:1",
                 width=width,
                 height=height,
+                stem=_unique_name(path.stem, taken),
             )
         )
     if not plans:
@@ -125,6 +130,20 @@ def plan_folder(folder: Path) -> tuple[list[FilePlan], list[str]]:
             f"images folder {folder} holds no image files (PNG, JPEG, WebP, ...); check the folder"
         )
     return plans, skipped
+
+
+def _unique_name(stem: str, taken: set[str]) -> str:
+    """The file's name (`files.image_name`), numbered `-2`, `-3`... when another file of the
+    folder already has it ('a b.png' and 'a_b.jpg', 'x.jpg' and 'x.jpeg', long names alike in
+    their first 120 characters): one name per file in temp, so no original replaces another's.
+    Compared without case, as macOS and Windows file systems do."""
+    name = base = image_name("", 0, 0, stem)
+    n = 1
+    while name.lower() in taken:
+        n += 1
+        name = f"{base[: SOURCE_STEM_MAX - len(str(n)) - 1]}-{n}"
+    taken.add(name.lower())
+    return name
 
 
 def warn_once(lines: list[str]) -> None:

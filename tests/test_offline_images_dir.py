@@ -12,6 +12,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from genfactory.config import load_settings
 from genfactory.errors import InputFileError
+from genfactory.files import image_name, owned_stem
 from genfactory.flows import generate_job
 from genfactory.image_folder import keyword_from_stem, plan_folder
 from genfactory.providers.local_image import render_image
@@ -121,6 +122,21 @@ def test_plan_folder_sorts_skips_non_images_and_names_slots_by_stem(tmp_path: Pa
     assert (slot["width"], slot["height"], slot["aspect_ratio"]) == (512, 384, "4:3")
 
 
+def test_files_whose_names_clash_in_genfactory_names_get_numbered_ones(tmp_path: Path) -> None:
+    folder = tmp_path / "clash"
+    folder.mkdir()
+    long = "fox_" + "y" * 200
+    names = ["a b.png", "a_b.png", "A_B.png", "x.jpg", "x.jpeg", f"{long}1.png", f"{long}2.png"]
+    for index, name in enumerate(names):
+        image = render_image(f"picture {index}", index, 64, 64, defect_rate=0)
+        _save(image, folder / name, "JPEG" if name.endswith(("jpg", "jpeg")) else "PNG")
+    plans, _ = plan_folder(folder)
+    stems = [str(p.as_slot()["variables"]["source_stem"]) for p in plans]  # type: ignore[index]
+    assert len({stem.lower() for stem in stems}) == len(names)  # one temp name per file
+    assert {"A_B", "a_b-2", "a_b-3", "x", "x-2"} <= set(stems)  # in name order
+    assert all(len(stem) <= 120 for stem in stems)
+
+
 def test_plan_folder_refuses_a_missing_or_empty_folder(tmp_path: Path) -> None:
     with pytest.raises(InputFileError, match="does not exist"):
         plan_folder(tmp_path / "nope")
@@ -175,8 +191,15 @@ def test_a_file_with_a_very_long_name_is_approved_under_a_shortened_one(tmp_path
         },
         environ={},
     )
+    executions = repository.list_executions(limit=1)
+    ours = executions[0].id + 1 if executions else 1
+    name = owned_stem(image_name("", 0, 0, stem), ours)
+    (tmp_path / "tmp").mkdir()
+    cut_short = tmp_path / "tmp" / f".{name}.0badf00d.tmp"  # a killed attempt's, of this file
+    cut_short.write_bytes(b"half an image")
     summary = generate_job(settings)
 
+    assert summary["execution_id"] == ours and not cut_short.exists()
     (image,) = repository.list_images(execution_id=summary["execution_id"])
     assert image.status == ImageStatus.APPROVED, image.error
     (output,) = (tmp_path / "out").iterdir()

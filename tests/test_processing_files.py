@@ -226,3 +226,11 @@ def test_partial_writes_finds_a_killed_write_and_spares_one_in_progress(tmp_path
     assert partial_writes(tmp_path, before=time.time() - 30) == [killed]
     assert partial_writes(tmp_path, lambda stem: stem == "fox_0_2_e3") == [writing]
     assert partial_writes(tmp_path / "missing") == []
+
+
+def test_delivering_a_file_that_is_gone_leaves_no_empty_output(tmp_path: Path) -> None:
+    from genfactory.files import link_no_clobber
+
+    with pytest.raises(FileNotFoundError):
+        link_no_clobber(tmp_path / "gone.png", tmp_path / "out", "fox_0_0", "png")
+    assert list((tmp_path / "out").iterdir()) == []  # no reserved, empty fox_0_0.png
