@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from genfactory.config import load_settings
+from genfactory.config import Settings, load_settings
 from genfactory.errors import InputFileError
 from genfactory.files import image_name, owned_stem
 from genfactory.flows import generate_job
@@ -72,20 +72,22 @@ def fingerprint(folder: Path) -> dict[str, tuple[str, float]]:
 
 @pytest.mark.prefect
 @pytest.mark.usefixtures("prefect_harness")
+def _folder_settings(folder: Path, tmp_path: Path) -> Settings:
+    overrides = {
+        "job.images_dir": str(folder),
+        "job.output_dir": str(tmp_path / "out"),
+        "job.temp_dir": str(tmp_path / "tmp"),
+        "qc.min_width": 64,
+        "qc.min_height": 64,
+    }
+    return load_settings(overrides=overrides, environ={})
+
+
 def test_images_dir_job_approves_rejects_names_and_leaves_the_folder_alone(tmp_path: Path) -> None:
     folder = tmp_path / "mine"
     make_folder(folder)
     before = fingerprint(folder)
-    settings = load_settings(
-        overrides={
-            "job.images_dir": str(folder),
-            "job.output_dir": str(tmp_path / "out"),
-            "job.temp_dir": str(tmp_path / "tmp"),
-            "qc.min_width": 64,
-            "qc.min_height": 64,
-        },
-        environ={},
-    )
+    settings = _folder_settings(folder, tmp_path)
     summary = generate_job(settings)
 
     assert fingerprint(folder) == before
@@ -181,16 +183,7 @@ def test_a_file_with_a_very_long_name_is_approved_under_a_shortened_one(tmp_path
         folder / f"{stem}.png",
         "PNG",
     )
-    settings = load_settings(
-        overrides={
-            "job.images_dir": str(folder),
-            "job.output_dir": str(tmp_path / "out"),
-            "job.temp_dir": str(tmp_path / "tmp"),
-            "qc.min_width": 64,
-            "qc.min_height": 64,
-        },
-        environ={},
-    )
+    settings = _folder_settings(folder, tmp_path)
     executions = repository.list_executions(limit=1)
     ours = executions[0].id + 1 if executions else 1
     name = owned_stem(image_name("", 0, 0, stem), ours)
