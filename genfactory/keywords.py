@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 from genfactory.errors import InputFileError
+from genfactory.image_folder import SOURCE_PATH, SOURCE_STEM
 
 #: The variable every slot has: the TXT line, or a CSV row's values joined with ", ".
 KEYWORD = "keyword"
@@ -150,6 +151,11 @@ def _parse_csv(path: Path, text: str) -> KeywordSource:
             )
     seen: set[str] = set()
     for name in columns:
+        if name in (SOURCE_PATH, SOURCE_STEM):
+            raise InputFileError(
+                f"keywords file {path}: column {name!r} is a name genfactory keeps for images "
+                "from job.images_dir (it names their files); rename the column"
+            )
         if name in seen:
             raise InputFileError(
                 f"keywords file {path}: the header row names column {name!r} twice; "

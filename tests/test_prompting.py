@@ -144,6 +144,7 @@ def test_csv_row_with_an_extra_value_names_row_and_column(tmp_path: Path) -> Non
         ("Subject,Subject\nowl,fox\n", "names column 'Subject' twice"),
         ("Subject,,Colour\nowl,x,red\n", "column 2 of the header row has no name"),
         ("Subject,Colour\n , \n", "no data rows"),
+        ("keyword,source_stem\nowl,fox\n", "column 'source_stem' is a name genfactory keeps"),
     ],
 )
 def test_unusable_csv_files_are_errors(tmp_path: Path, content: str, message: str) -> None:
