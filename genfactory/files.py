@@ -178,29 +178,28 @@ def link_no_clobber(
 _PARTIAL = re.compile(r"^\.(?P<stem>.+)\.[0-9a-f]{8}\.tmp$")
 
 
-def partial_writes(
-    directory: Path, owned: Callable[[str], bool] | None = None, *, before: float | None = None
-) -> list[Path]:
+def partial_stem(name: str) -> str | None:
+    """The stem a hidden temporary file named ``name`` of the writers above was being written
+    for, or None when ``name`` is not one."""
+    match = _PARTIAL.match(name)
+    return match["stem"] if match else None
+
+
+def partial_writes(directory: Path, owned: Callable[[str], bool] | None = None) -> list[Path]:
     """Hidden temporary files the writers above left in ``directory`` (not below it) when their
     process was killed between writing and renaming: those whose stem ``owned`` accepts (all
-    without it), last written before ``before`` (a time.time()) if given, so a write still in
-    progress is spared."""
+    without it)."""
     try:
-        entries = list(directory.iterdir())
+        entries = sorted(directory.iterdir())
     except OSError:
         return []
-    found = []
-    for path in entries:
-        match = _PARTIAL.match(path.name)
-        if match is None or (owned is not None and not owned(match["stem"])):
-            continue
-        try:
-            if not path.is_file() or (before is not None and path.stat().st_mtime >= before):
-                continue
-        except OSError:
-            continue
-        found.append(path)
-    return sorted(found)
+    return [
+        path
+        for path in entries
+        if (stem := partial_stem(path.name)) is not None
+        and (owned is None or owned(stem))
+        and path.is_file()
+    ]
 
 
 def remove_quietly(path: str | Path | None) -> None:

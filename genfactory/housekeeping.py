@@ -11,14 +11,21 @@ from collections.abc import Callable
 from pathlib import Path
 
 from genfactory.errors import UserError
-from genfactory.files import STAGED_DIR, image_name, owned_stem, partial_writes, safe_name
-from genfactory.image_folder import SOURCE_STEM
+from genfactory.files import (
+    STAGED_DIR,
+    image_name,
+    owned_stem,
+    partial_stem,
+    partial_writes,
+    safe_name,
+)
+from genfactory.image_folder import source_stem_of
 from genfactory.media import EXTENSIONS, extension_for
 from genfactory.processing.metadata import embedding_leftover_stem
 from genfactory.statuses import ImageStatus, JobStatus
 from genfactory.storage import repository
 from genfactory.storage.db import data_dir
-from genfactory.storage.repository import SlotRecord
+from genfactory.storage.repository import ExecutionRecord, SlotRecord
 
 #: The extensions of the originals genfactory saves to temp (`media.extension_for`).
 ORIGINAL_SUFFIXES = {f".{extension_for(media_type)}" for media_type in (*EXTENSIONS, None)}
@@ -52,16 +59,14 @@ def job_files(job_id: int) -> FileReport:
             seen.add(Path(path))
             report.add(Path(path))
 
+    delivered: list[Path] = []
     for image in repository.iter_images(job_id):
         add(image.final_image_path)
         add(image.temp_image_path)
-    if execution.temp_dir:
-        owns = _owner(job_id, execution.label, repository.list_slots(job_id))
-        for path in _files_in(Path(execution.temp_dir) / STAGED_DIR):
-            if not path.name.startswith(".") and owns(path.stem):
-                add(path)
-        for path in job_leftovers(job_id):
-            add(path)
+        if image.final_image_path:
+            delivered.append(Path(image.final_image_path))
+    for path in _owned_files(execution, repository.list_slots(job_id), delivered):
+        add(path)
     add(execution.log_path)
     return report
 
@@ -69,48 +74,61 @@ def job_files(job_id: int) -> FileReport:
 def job_leftovers(job_id: int, *, written_before: float | None = None) -> list[Path]:
     """Files interrupted attempts of the job left behind that no image of it needs: originals no
     image row points at any more (an approval the kill cut short), staged files of approved
-    images and their half-embedded copies, and half-written files (originals, staged and
-    delivered files) a killed process never renamed, last written before `written_before`."""
+    images, and the hidden half-written or half-embedded files a killed process never renamed
+    (those last written before `written_before`: a later one may still be being written)."""
     execution = repository.get_execution(job_id)
-    if not execution.temp_dir:
-        return []
-    temp = Path(execution.temp_dir)
-    staging = temp / STAGED_DIR
     slots = repository.list_slots(job_id)
-    owns = _owner(job_id, execution.label, slots)
-    sources = {s.slot: s.variables.get(SOURCE_STEM) for s in slots}
-    kept: set[Path] = set()
+    sources = {slot.slot: source_stem_of(slot.variables) for slot in slots}
+    needed: set[Path] = set()
     approved: set[str] = set()
-    delivered: dict[Path, set[str]] = {}
+    delivered: list[Path] = []
     for image in repository.iter_images(job_id):
         if image.status != ImageStatus.APPROVED:
             if image.temp_image_path:  # a retry starts from it
-                kept.add(Path(image.temp_image_path))
+                needed.add(Path(image.temp_image_path))
             continue
-        source = sources.get(image.slot)
-        name = image_name(execution.label, image.slot, image.image_index, source and str(source))
+        name = image_name(execution.label, image.slot, image.image_index, sources.get(image.slot))
         approved.add(owned_stem(name, job_id))
         if image.final_image_path:
-            final = Path(image.final_image_path)
-            delivered.setdefault(final.parent, set()).add(final.name)
-    found = [
-        path
-        for path in _files_in(temp)
-        if not path.name.startswith(".")
-        and path.suffix in ORIGINAL_SUFFIXES
-        and owns(path.stem)
-        and path not in kept
-    ]
-    for path in _files_in(staging):
-        stem = embedding_leftover_stem(path.name) or (
-            path.stem if not path.name.startswith(".") else None
-        )
-        if stem in approved:
+            delivered.append(Path(image.final_image_path))
+    found = []
+    for path in _owned_files(execution, slots, delivered):
+        if path.name.startswith("."):
+            try:
+                if written_before is None or path.stat().st_mtime < written_before:
+                    found.append(path)
+            except OSError:
+                pass
+        elif path.parent.name == STAGED_DIR:
+            if path.stem in approved:
+                found.append(path)
+        elif path not in needed:
             found.append(path)
-    for directory in (temp, staging):
-        found += partial_writes(directory, owns, before=written_before)
-    for directory, names in delivered.items():  # `replace_with_link` cut short
-        found += partial_writes(directory, names.__contains__, before=written_before)
+    return found
+
+
+def _owned_files(
+    execution: ExecutionRecord, slots: list[SlotRecord], delivered: list[Path]
+) -> list[Path]:
+    """Every file in the job's temp and staging directories with one of its names (originals,
+    staged files, their hidden half-written and half-embedded copies), and the half-written
+    copies beside its delivered files."""
+    found: list[Path] = []
+    if execution.temp_dir:
+        owns = _owner(execution.id, execution.label, slots)
+        temp = Path(execution.temp_dir)
+        for path in (*_files_in(temp), *_files_in(temp / STAGED_DIR)):
+            if path.name.startswith("."):
+                stem = partial_stem(path.name) or embedding_leftover_stem(path.name)
+            else:
+                stem = path.stem if path.suffix in ORIGINAL_SUFFIXES else None
+            if stem is not None and owns(stem):
+                found.append(path)
+    names: dict[Path, set[str]] = {}
+    for final in delivered:
+        names.setdefault(final.parent, set()).add(final.name)
+    for directory, taken in names.items():  # `replace_with_link` cut short
+        found += partial_writes(directory, taken.__contains__)
     return found
 
 
@@ -121,9 +139,9 @@ def _owner(job_id: int, label: str, slots: list[SlotRecord]) -> Callable[[str], 
     suffix = owned_stem("", job_id)
     numbers = {slot.slot for slot in slots}
     sources = {
-        image_name(label, slot.slot, 0, str(slot.variables[SOURCE_STEM]))
+        image_name(label, slot.slot, 0, source)
         for slot in slots
-        if slot.variables.get(SOURCE_STEM)
+        if (source := source_stem_of(slot.variables))
     }
     generated = re.compile(re.escape(safe_name(label)) + r"_([0-9]+)_[0-9]+")  # image_name's
 
@@ -213,12 +231,11 @@ def clean_candidates(older_than: float) -> FileReport:
     now = time.time()
     report = FileReport()
     for directory in temp_dirs():
-        # Half-written files a killed process left: no retry reads them, whoever wrote them.
-        partial = set(partial_writes(directory)) | set(partial_writes(directory / STAGED_DIR))
         for path in sorted(directory.rglob("*")):
             if not path.is_file():
                 continue
-            if path.suffix.lower() not in IMAGE_SUFFIXES and path not in partial:
+            # Half-written files a killed process left: no retry reads them, whoever wrote them.
+            if path.suffix.lower() not in IMAGE_SUFFIXES and partial_stem(path.name) is None:
                 continue
             if path.resolve() in needed or _staged_by(path, busy_jobs):
                 continue

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,14 @@ from genfactory.media import sniff_media_type
 #: Keys of a slot's `variables` for a file from the images folder.
 SOURCE_PATH = "source_path"
 SOURCE_STEM = "source_stem"
+
+
+def source_stem_of(variables: Mapping[str, object]) -> str | None:
+    """The unique name stem of a slot's file from the images folder (a slot's `variables`), or
+    None for a generated slot."""
+    stem = variables.get(SOURCE_STEM)
+    return str(stem) if stem else None
+
 
 #: A file this large is not a stock image (and would not pass `max_image_pixels` anyway).
 _MAX_FILE_BYTES = 200 * 1024 * 1024
@@ -42,7 +51,7 @@ class FilePlan:
     width: int
     height: int
     #: The name its files get (`files.image_name` of its stem), unique in the folder's job.
-    stem: str = ""
+    stem: str
 
     def as_slot(self) -> dict[str, object]:
         """The slot row (`repository.add_slots`); the prompt is the keyword: nothing to write."""
@@ -52,7 +61,7 @@ class FilePlan:
             "variables": {
                 "keyword": self.keyword,
                 SOURCE_PATH: str(self.path),
-                SOURCE_STEM: self.stem or image_name("", 0, 0, self.path.stem),
+                SOURCE_STEM: self.stem,
             },
             "aspect_ratio": self.aspect_ratio,
             "width": self.width,

@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from genfactory import housekeeping
 from genfactory.cli import app
 from genfactory.flows import generate_job
 from genfactory.statuses import ImageStatus
@@ -71,6 +73,10 @@ def test_a_job_removes_the_files_its_killed_attempts_left_and_only_those(tmp_pat
     assert (out / "second_0_0.png").is_file()
     assert not any(p.exists() for p in cut_short | {orphan})
     assert all(p.is_file() for p in others)
+    # A write begun after a run started may still be going on (a retry's): that run spares it.
+    writing = _partial(temp, f"second_0_1_e{ours}")
+    assert writing not in housekeeping.job_leftovers(ours, written_before=time.time() - 30)
+    assert writing in housekeeping.job_leftovers(ours)
 
 
 def test_deleting_a_job_removes_exactly_its_rows_and_files(tmp_path: Path) -> None:

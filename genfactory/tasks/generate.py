@@ -19,7 +19,7 @@ from genfactory.engine.runtime import JobRuntime, get_runtime
 from genfactory.engine.steps import describe_error, error_code, log_step, scrub_errors, timed
 from genfactory.errors import ImageRejected, JobStopped, MalformedResponse
 from genfactory.files import image_name, owned_stem, remove_quietly, write_replacing
-from genfactory.image_folder import SOURCE_PATH, SOURCE_STEM
+from genfactory.image_folder import SOURCE_PATH, source_stem_of
 from genfactory.media import extension_for, sniff_media_type
 from genfactory.providers.base import GenerationRequest, ImageResult, PromptRequest
 from genfactory.providers.registry import images_per_slot, repeatable_create
@@ -166,16 +166,14 @@ def _save_images(
     recorded `failed` with the reason, before any paid QC sees it."""
     settings: Settings = runtime.settings
     temp_dir = Path(str(settings.job.temp_dir))
-    source_stem = slot.variables.get(SOURCE_STEM)  # an image from `job.images_dir`
+    source_stem = source_stem_of(slot.variables)  # an image from `job.images_dir`
     rows: list[dict[str, object]] = []
     try:
         for index, image in enumerate(images):
             media_type = sniff_media_type(image.data) or "application/octet-stream"
             # The execution id keeps temp names apart across jobs that share a label; the name
             # is this image's own, so a generation saved again replaces it.
-            name = image_name(
-                str(settings.job.label), slot.slot, index, source_stem and str(source_stem)
-            )
+            name = image_name(str(settings.job.label), slot.slot, index, source_stem)
             path = write_replacing(
                 temp_dir,
                 owned_stem(name, runtime.execution_id),

@@ -19,7 +19,7 @@ from genfactory.engine.runtime import JobRuntime
 from genfactory.engine.steps import describe_error, error_code, fail_image, log_step, timed
 from genfactory.errors import ImageRejected, JobFatalError, ProviderError
 from genfactory.files import STAGED_DIR, image_name, owned_stem
-from genfactory.image_folder import SOURCE_STEM
+from genfactory.image_folder import source_stem_of
 from genfactory.processing import EXTENSIONS, find_near_duplicate
 from genfactory.providers.base import ImageInput
 from genfactory.statuses import ImageStatus
@@ -33,9 +33,9 @@ def output_stem(runtime: JobRuntime, image: ImageRecord) -> str:
     source = None
     if runtime.settings.job.images_dir is not None:
         slot = repository.get_slot_by_number(image.execution_id, image.slot)
-        source = slot.variables.get(SOURCE_STEM) if slot is not None else None
+        source = source_stem_of(slot.variables) if slot is not None else None
     label = str(runtime.settings.job.label)
-    return image_name(label, image.slot, image.image_index, source and str(source))
+    return image_name(label, image.slot, image.image_index, source)
 
 
 def staged_path(runtime: JobRuntime, image: ImageRecord) -> Path:
