@@ -1,6 +1,6 @@
 """The approval step: the staged file gets its name in the output directory and the image is
-approved, unless a near-duplicate was approved meanwhile; and the clean-up of staged files an
-interrupted approval left."""
+approved, unless a near-duplicate was approved meanwhile; and, at a job's end, the removal of
+what its interrupted attempts left (`housekeeping.job_leftovers`)."""
 
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ def approve(
     return approved
 
 
-def clean_approved_leftovers(runtime: JobRuntime) -> None:
+def remove_leftovers(runtime: JobRuntime) -> None:
     """Remove what interrupted attempts of this execution left behind once nothing of it runs
     any more (`housekeeping.job_leftovers`; a write begun since this run started is spared, it
     may be a retry's), then the staging directory once it is empty."""

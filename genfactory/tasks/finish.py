@@ -19,7 +19,7 @@ from genfactory.errors import JobStopped
 from genfactory.logs import redact_value
 from genfactory.statuses import OPEN_IMAGE_STATUSES, ImageStatus, JobStatus, SlotStatus
 from genfactory.storage import repository
-from genfactory.tasks.approval import clean_approved_leftovers
+from genfactory.tasks.approval import remove_leftovers
 
 #: Rows in the summary artifact; the store and `genfactory images list` have them all.
 ARTIFACT_ROWS = 500
@@ -53,7 +53,7 @@ def finish_job(execution_id: int) -> dict[str, Any]:
                 f"{left} slots or images could not run (the orchestration kept failing); "
                 f"continue them with `genfactory resume {execution_id}`"
             )
-    clean_approved_leftovers(runtime)
+    remove_leftovers(runtime)
     runtime.flush_usage()
     if status == JobStatus.INTERRUPTED:
         execution = repository.transition_execution(
