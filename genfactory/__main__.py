@@ -1,5 +1,5 @@
 """`python -m genfactory`: the `genfactory` command."""
 
-from genfactory.cli import main
+from genfactory.launch import main
 
 main()

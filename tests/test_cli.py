@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from genfactory.cli import app
+from genfactory.startup import pause_collection
 from genfactory.storage import repository
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -105,7 +107,36 @@ def test_settings_command_prints_a_loadable_template(tmp_path: Path) -> None:
 @pytest.mark.prefect
 @pytest.mark.usefixtures("prefect_harness")
 def test_run_then_jobs_list_shows_the_counts(tmp_path: Path) -> None:
-    code, output = invoke(
+    # The console script pauses the garbage collector for the start-up (`startup`); the job
+    # turns it back on when its slots start, any other command before it runs.
+    pause_collection()
+    try:
+        code, output = _run_example(tmp_path)
+        assert gc.isenabled()
+        pause_collection()
+        code_list, listing = invoke("jobs", "list")
+        assert gc.isenabled()
+    finally:
+        gc.enable()
+    assert code == 0, output
+    execution = repository.list_executions()[0]
+    assert execution.label == "cli-test" and execution.total_images == 8
+    assert f"Approved images: {tmp_path / 'out'}" in output
+    assert "Log: " in output and "Store: sqlite" in output
+    assert code_list == 0
+    row = next(line for line in listing.splitlines() if "cli-test" in line)
+    cells = [c.strip() for c in row.split("│") if c.strip()]
+    assert cells[2:7] == [
+        "completed",
+        "8",
+        str(execution.approved_images),
+        str(execution.qc_failed_images),
+        str(execution.failed_images),
+    ]
+
+
+def _run_example(tmp_path: Path) -> tuple[int, str]:
+    return invoke(
         "run",
         "--config",
         str(EXAMPLES / "job.toml"),
@@ -118,22 +149,6 @@ def test_run_then_jobs_list_shows_the_counts(tmp_path: Path) -> None:
         "--set",
         "generation.local_long_side=512",
     )
-    assert code == 0, output
-    execution = repository.list_executions()[0]
-    assert execution.label == "cli-test" and execution.total_images == 8
-    assert f"Approved images: {tmp_path / 'out'}" in output
-    assert "Log: " in output and "Store: sqlite" in output
-    code, listing = invoke("jobs", "list")
-    assert code == 0
-    row = next(line for line in listing.splitlines() if "cli-test" in line)
-    cells = [c.strip() for c in row.split("│") if c.strip()]
-    assert cells[2:7] == [
-        "completed",
-        "8",
-        str(execution.approved_images),
-        str(execution.qc_failed_images),
-        str(execution.failed_images),
-    ]
 
 
 def test_jobs_show_reports_usage_per_service() -> None:

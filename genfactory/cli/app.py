@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from genfactory.errors import GenfactoryError, UserError
+from genfactory.startup import resume_collection
 
 app = typer.Typer(
     help="genfactory: keywords in, finished and sellable AI-generated images out.",
@@ -55,8 +56,14 @@ def _show_version(value: bool) -> None:
         raise typer.Exit()
 
 
+#: Commands that run a job here: the job turns the garbage collector back on when its slots
+#: start (`startup`), after its last imports.
+JOB_COMMANDS = ("run", "resume")
+
+
 @app.callback()
 def _main_options(
+    ctx: typer.Context,
     version: Annotated[
         bool,
         typer.Option(
@@ -65,6 +72,8 @@ def _main_options(
     ] = False,
 ) -> None:
     """genfactory: keywords in, finished and sellable AI-generated images out."""
+    if ctx.invoked_subcommand not in JOB_COMMANDS:
+        resume_collection()
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:

@@ -12,6 +12,7 @@ from typing import Any
 
 from genfactory.engine.runtime import peek_runtime, release_runtime
 from genfactory.logs import close_job_log, redact
+from genfactory.startup import resume_collection
 from genfactory.statuses import JobStatus
 from genfactory.storage import repository
 from genfactory.storage.repository import TransitionError
@@ -28,6 +29,7 @@ def frozen_heap() -> Iterator[None]:
     nothing and costs the first slot ~0.1 s. Unfrozen afterwards, so a long-lived worker
     collects them (and any garbage frozen with them) again."""
     gc.freeze()
+    resume_collection()  # the command's start-up is over (its imports are done)
     try:
         yield
     finally:
