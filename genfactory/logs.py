@@ -51,6 +51,12 @@ def redact(text: str) -> str:
     return pattern.sub(REDACTED, text)
 
 
+def describe_error(exc: BaseException) -> str:
+    """One line for the store and logs: the error's own sentence, redacted."""
+    text = str(exc).strip() or exc.__class__.__name__
+    return redact(text.splitlines()[0] if "\n" in text else text)[:1000]
+
+
 def redact_value(value: Any) -> Any:
     """Redact strings inside nested dicts/lists (artifacts, stored JSON)."""
     if isinstance(value, str):

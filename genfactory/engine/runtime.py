@@ -22,9 +22,8 @@ from genfactory.config import Credentials, Settings, validate_settings
 from genfactory.engine import pool
 from genfactory.engine.limits import make_limiter
 from genfactory.engine.secrets import load_credentials
-from genfactory.engine.steps import describe_error
 from genfactory.errors import BudgetExceeded, JobFatalError, JobStopped
-from genfactory.logs import register_secrets
+from genfactory.logs import describe_error, register_secrets
 from genfactory.providers.base import Usage
 from genfactory.providers.registry import ProviderContext, ProviderSet
 from genfactory.statuses import JobStatus

@@ -14,7 +14,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
 from genfactory.errors import GenfactoryError, error_code
-from genfactory.logs import redact, scrub_exception
+from genfactory.logs import describe_error, redact, scrub_exception
 from genfactory.statuses import OPEN_IMAGE_STATUSES, ImageStatus
 from genfactory.storage import repository
 from genfactory.storage.repository import ImageRecord
@@ -145,12 +145,6 @@ def fail_image(
         level=level,
     )
     return failed
-
-
-def describe_error(exc: BaseException) -> str:
-    """One line for the store and logs: the error's own sentence, redacted."""
-    text = str(exc).strip() or exc.__class__.__name__
-    return redact(text.splitlines()[0] if "\n" in text else text)[:1000]
 
 
 __all__ = [
