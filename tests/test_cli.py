@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from genfactory.cli import app
-from genfactory.startup import pause_collection
+from genfactory.startup import pause_collection, resume_collection
 from genfactory.storage import repository
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -115,11 +115,12 @@ def test_run_then_jobs_list_shows_the_counts(tmp_path: Path) -> None:
     pause_collection()
     try:
         code, output = _run_example(tmp_path)
-        assert gc.isenabled()
+        assert gc.isenabled(), output
         pause_collection()
         code_list, listing = invoke("jobs", "list")
-        assert gc.isenabled()
+        assert gc.isenabled(), listing
     finally:
+        resume_collection()
         gc.enable()
     assert code == 0, output
     execution = repository.list_executions()[0]
@@ -138,11 +139,27 @@ def test_run_then_jobs_list_shows_the_counts(tmp_path: Path) -> None:
     ]
 
 
+def test_the_console_script_runs_the_cli_with_the_collector_paused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import genfactory.cli
+    from genfactory import launch
+
+    seen: list[bool] = []
+    monkeypatch.setattr(genfactory.cli, "main", lambda: seen.append(gc.isenabled()))
+    try:
+        launch.main()
+    finally:
+        resume_collection()
+        gc.enable()
+    assert seen == [False]
+
+
 INSPECT_WITHOUT_PREFECT = """
 import sys
 from typer.testing import CliRunner
 from genfactory.cli import app
-for args in (["jobs", "list"], ["jobs", "show", "1"], ["images", "list"], ["stats"]):
+for args in (["jobs", "list"], ["jobs", "show", sys.argv[1]], ["images", "list"], ["stats"]):
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, (args, result.output)
 print(sorted(name for name in sys.modules if name.split(".")[0] == "prefect"))
@@ -151,11 +168,11 @@ print(sorted(name for name in sys.modules if name.split(".")[0] == "prefect"))
 
 def test_inspection_commands_start_without_prefect() -> None:
     # Importing Prefect took 1.9 s of `jobs list`'s 2.9 s; reading the store needs none of it.
-    repository.create_execution(
+    execution = repository.create_execution(
         label="inspect", settings_snapshot={}, output_dir="/o", temp_dir="/t"
     )
     done = subprocess.run(
-        [sys.executable, "-c", INSPECT_WITHOUT_PREFECT],
+        [sys.executable, "-c", INSPECT_WITHOUT_PREFECT, str(execution.id)],
         capture_output=True,
         text=True,
         env=os.environ.copy(),

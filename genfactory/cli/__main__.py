@@ -1,5 +1,5 @@
-"""`python -m genfactory.cli`."""
+"""`python -m genfactory.cli`: the `genfactory` command, started as the console script is."""
 
-from genfactory.cli import main
+from genfactory.launch import main
 
 main()

@@ -25,9 +25,10 @@ def frozen_heap() -> Iterator[None]:
     """Keep the objects alive at the fan-out's start (Prefect, pydantic and SQLAlchemy's
     modules and caches: ~230,000 of them) out of the cyclic garbage collector while the slots
     run. A full collection walked them all again, ~0.1 s with the GIL held, every slot thread
-    stalled meanwhile; frozen, one takes ~0.01 s. No collection first: at this point it finds
-    nothing and costs the first slot ~0.1 s. Unfrozen afterwards, so a long-lived worker
-    collects them (and any garbage frozen with them) again."""
+    stalled meanwhile; frozen, one takes ~0.01 s. No collection first: the start-up's garbage
+    (about 7,000 objects, the collector paused since the console script began: `startup`) is
+    not worth the first slot's ~0.1 s. Unfrozen afterwards, so a long-lived worker collects
+    them (and any garbage frozen with them) again."""
     gc.freeze()
     resume_collection()  # the command's start-up is over (its imports are done)
     try:
