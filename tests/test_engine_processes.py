@@ -304,6 +304,8 @@ def test_a_stop_from_another_process_is_honoured_and_the_job_resumes(
         timeout=240,
     )
     assert resumed.returncode == 0, resumed.stdout.decode()
+    # Run logs go to the job's log file, as for `run`: the terminal shows the progress.
+    assert "| INFO" not in resumed.stderr.decode() + resumed.stdout.decode()
     dispose_engines()
     assert repository.get_execution(execution.id).status == JobStatus.COMPLETED
     assert repository.image_counts(execution.id) == {"approved": 32}

@@ -31,6 +31,10 @@ def quiet_console_logs() -> None:
     """Run logs go to the job's log file; the terminal shows the progress bar and warnings."""
     import logging
 
+    # Prefect adds its console handlers when `prefect.main` is imported: before that there is
+    # nothing to quiet (`resume` came here first, and its terminal showed every INFO line).
+    import prefect.main  # noqa: F401
+
     for name in (None, "prefect", "prefect.flow_runs", "prefect.task_runs", "genfactory"):
         for handler in logging.getLogger(name).handlers:
             if isinstance(handler, logging.StreamHandler) and not isinstance(
