@@ -54,6 +54,12 @@ def _fsync_dir(directory: Path) -> None:
             os.close(fd)
 
 
+def _partial_path(directory: Path, name: str) -> Path:
+    """The hidden name a writer below gives its bytes for ``name`` before they get their real
+    name (`partial_stem` reads it back)."""
+    return directory / f".{name}.{secrets.token_hex(4)}.tmp"
+
+
 def write_atomically(directory: Path, stem: str, ext: str, data: bytes) -> Path:
     """Write ``data`` to ``directory/stem.ext``, or ``stem-2.ext``, ``stem-3.ext``... if taken.
 
@@ -62,7 +68,7 @@ def write_atomically(directory: Path, stem: str, ext: str, data: bytes) -> Path:
     a partial file, and no other image's file is overwritten, even by a concurrent writer.
     """
     directory.mkdir(parents=True, exist_ok=True)
-    tmp = directory / f".{stem}.{secrets.token_hex(4)}.tmp"
+    tmp = _partial_path(directory, stem)
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         with os.fdopen(fd, "wb") as out:
@@ -101,7 +107,7 @@ def write_replacing(directory: Path, stem: str, ext: str, data: bytes) -> Path:
     """
     directory.mkdir(parents=True, exist_ok=True)
     final = directory / f"{stem}.{ext}"
-    tmp = directory / f".{stem}.{secrets.token_hex(4)}.tmp"
+    tmp = _partial_path(directory, stem)
     try:
         with open(tmp, "wb") as out:
             out.write(data)
@@ -117,7 +123,7 @@ def write_replacing(directory: Path, stem: str, ext: str, data: bytes) -> Path:
 def replace_with_link(source: Path, final: Path) -> Path:
     """Make ``final`` this very file (a new link, atomically replacing what is there): for a
     name this image reserved in an earlier attempt."""
-    tmp = final.parent / f".{final.name}.{secrets.token_hex(4)}.tmp"
+    tmp = _partial_path(final.parent, final.name)
     try:
         try:
             os.link(source, tmp)
@@ -161,7 +167,7 @@ def link_no_clobber(
                 os.close(os.open(final, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
             except FileExistsError:
                 continue
-            tmp = directory / f".{final.name}.{secrets.token_hex(4)}.tmp"  # as replace_with_link
+            tmp = _partial_path(directory, final.name)  # as replace_with_link
             try:
                 tmp.write_bytes(source.read_bytes())
                 os.replace(tmp, final)
@@ -174,7 +180,7 @@ def link_no_clobber(
     raise ImageRejected(f"no free file name for {stem}.{ext} in {directory}")
 
 
-#: The hidden name every writer above gives its bytes before they get their real name.
+#: `_partial_path`'s names.
 _PARTIAL = re.compile(r"^\.(?P<stem>.+)\.[0-9a-f]{8}\.tmp$")
 
 
@@ -189,17 +195,19 @@ def partial_writes(directory: Path, owned: Callable[[str], bool] | None = None) 
     """Hidden temporary files the writers above left in ``directory`` (not below it) when their
     process was killed between writing and renaming: those whose stem ``owned`` accepts (all
     without it)."""
-    try:
-        entries = sorted(directory.iterdir())
-    except OSError:
-        return []
     return [
         path
-        for path in entries
-        if (stem := partial_stem(path.name)) is not None
-        and (owned is None or owned(stem))
-        and path.is_file()
+        for path in files_in(directory)
+        if (stem := partial_stem(path.name)) is not None and (owned is None or owned(stem))
     ]
+
+
+def files_in(directory: Path) -> list[Path]:
+    """The files directly in ``directory``, sorted; none when it cannot be read."""
+    try:
+        return sorted(path for path in directory.iterdir() if path.is_file())
+    except OSError:
+        return []
 
 
 def remove_quietly(path: str | Path | None) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from genfactory.errors import UserError
 from genfactory.files import (
     STAGED_DIR,
+    files_in,
     image_name,
     owned_stem,
     partial_stem,
@@ -117,7 +118,7 @@ def _owned_files(
     if execution.temp_dir:
         owns = _owner(execution.id, execution.label, slots)
         temp = Path(execution.temp_dir)
-        for path in (*_files_in(temp), *_files_in(temp / STAGED_DIR)):
+        for path in (*files_in(temp), *files_in(temp / STAGED_DIR)):
             if path.name.startswith("."):
                 stem = partial_stem(path.name) or embedding_leftover_stem(path.name)
             else:
@@ -155,13 +156,6 @@ def _owner(job_id: int, label: str, slots: list[SlotRecord]) -> Callable[[str], 
         return match is not None and int(match[1]) in numbers
 
     return owns
-
-
-def _files_in(directory: Path) -> list[Path]:
-    try:
-        return sorted(p for p in directory.iterdir() if p.is_file())
-    except OSError:
-        return []
 
 
 def delete_job(job_id: int, *, keep_files: bool) -> FileReport:
