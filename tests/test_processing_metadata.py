@@ -129,16 +129,23 @@ def test_concurrent_embedding_from_threads(tmp_path: Path) -> None:
         assert tags["XMP-dc:Title"] == f"Title {i}" and tags["IPTC:Keywords"] == f"k{i}"
 
 
-def test_a_metadata_write_cut_short_leaves_a_temp_copy_that_is_found_for_cleaning(
+def test_a_metadata_write_cut_short_leaves_a_temp_copy_whose_name_says_whose_it_is(
     tmp_path: Path,
 ) -> None:
-    from genfactory.processing.metadata import embedding_leftovers
+    # The finish sweep and `jobs delete` (housekeeping) find such copies by this name.
+    from genfactory.processing.metadata import embedding_leftover_stem
 
     staged = tmp_path / "fox_1_e2.png"
     staged.write_bytes(b"png")
     cut_short = tmp_path / ".fox_1_e2.5dc46519.meta.png"  # the name embed_metadata writes to
     cut_short.write_bytes(b"half")
     (tmp_path / ".fox_1_e22.5dc46519.meta.png").write_bytes(b"another image's")
-    (tmp_path / ".fox_1_e2.5dc46519.meta.jpg").write_bytes(b"another format's")
+    (tmp_path / ".fox_1_e2.5dc46519.tmp").write_bytes(b"another writer's")
 
-    assert embedding_leftovers(staged) == [cut_short]
+    stems = {path.name: embedding_leftover_stem(path.name) for path in tmp_path.iterdir()}
+    assert stems == {
+        staged.name: None,
+        cut_short.name: staged.stem,
+        ".fox_1_e22.5dc46519.meta.png": "fox_1_e22",
+        ".fox_1_e2.5dc46519.tmp": None,
+    }

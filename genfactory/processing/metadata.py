@@ -8,7 +8,6 @@ IPTC digital source type that declares the image as AI-generated.
 from __future__ import annotations
 
 import contextlib
-import glob
 import os
 import re
 import secrets
@@ -84,13 +83,6 @@ def embedding_leftover_stem(name: str) -> str | None:
     None when ``name`` is not such a leftover."""
     match = _LEFTOVER.match(name)
     return match["stem"] if match else None
-
-
-def embedding_leftovers(path: str | Path) -> list[Path]:
-    """Temporary copies `embed_metadata` made of ``path`` and never moved over it (its process
-    was killed mid-write): safe to delete once ``path`` is no longer being embedded."""
-    path = Path(path)
-    return sorted(path.parent.glob(f".{glob.escape(path.stem)}.*{_TEMP_MARK}{path.suffix}"))
 
 
 def embed_metadata(path: Path, *, title: str, description: str, keywords: list[str]) -> None:
