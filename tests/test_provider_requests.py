@@ -170,6 +170,22 @@ def test_piapi_creates_polls_and_downloads() -> None:
     assert len(downloads_of(service)) == 4
 
 
+def test_cookies_a_service_or_its_cdn_sets_are_never_sent_back() -> None:
+    # Services authenticate by key; a cookie (Cloudflare's, a CDN's) is neither kept nor
+    # replayed, to the service or to another host.
+    plain = piapi()
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        response = plain(request)
+        response.headers["Set-Cookie"] = "sid=tracking-1; Path=/"
+        return response
+
+    service = Service(handle)
+    build(PiAPIMidjourney, service).generate(gen_request())
+    assert len(service.requests) == 6  # create, poll, 4 downloads: each after a Set-Cookie
+    assert all("cookie" not in request.headers for request in service.requests)
+
+
 # ---------------------------------------------------------------------------------------------
 # Retries: Retry-After, 5xx, garbage, resets
 
