@@ -6,6 +6,10 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import sys
+import threading
+import time
+from concurrent.futures import CancelledError
 from pathlib import Path
 
 import numpy as np
@@ -231,3 +235,104 @@ def test_delivering_a_file_that_is_gone_leaves_no_empty_output(tmp_path: Path) -
     with pytest.raises(FileNotFoundError):
         link_no_clobber(tmp_path / "gone.png", tmp_path / "out", "fox_0_0", "png")
     assert list((tmp_path / "out").iterdir()) == []  # no reserved, empty fox_0_0.png
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_shutdown_stops_the_workers_after_their_calls_and_cancels_the_waiting_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(pool.POOL_ENV, "1")
+    size = pool.pool_size()
+    assert pool.warm_pool() == size
+    results: list[object] = []
+
+    def call(fn: object, *args: object) -> None:
+        try:
+            results.append(pool.run_in_pool(fn, *args))  # type: ignore[arg-type]
+        except Exception as exc:
+            results.append(exc)
+
+    # Every worker busy for a while, and one more call waiting for a worker.
+    busy = [threading.Thread(target=call, args=(_pid_after, 3.0)) for _ in range(size)]
+    for thread in busy:
+        thread.start()
+    time.sleep(1.0)
+    waiting = threading.Thread(target=call, args=(os.getpid,))
+    waiting.start()
+    time.sleep(1.0)
+    pool.shutdown_pool()
+    for thread in [*busy, waiting]:
+        thread.join(20)
+    pids = [r for r in results if isinstance(r, int)]
+    assert len(pids) == size  # the running calls answered
+    assert [type(r) for r in results if not isinstance(r, int)] == [CancelledError]
+    assert not any(_alive(pid) for pid in pids)  # and their workers are gone
+    try:  # the next call starts a new pool
+        assert pool.run_in_pool(os.getpid) not in pids
+    finally:
+        pool.shutdown_pool()
+
+
+def test_a_call_that_does_not_pickle_fails_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(pool.POOL_ENV, "1")
+    try:
+        first = pool.run_in_pool(os.getpid)
+        with pytest.raises((pickle.PicklingError, AttributeError, TypeError)):
+            pool.run_in_pool(len, lambda: None)  # a lambda cannot travel to a worker
+        with pytest.raises(RuntimeError, match="_unpicklable_result"):
+            pool.run_in_pool(_unpicklable_result)
+        with pytest.raises(SystemExit):
+            pool.run_in_pool(sys.exit, 3)
+        assert _alive(first)  # none of them cost the worker its life
+        batch = pool.map_in_pool(len, [(b"ab",), (lambda: None,), (b"c",)])
+        assert batch[0] == 2 and batch[2] == 1 and isinstance(batch[1], Exception)
+        only_bad = pool.map_in_pool(len, [(lambda: None,)])  # nothing in flight: no wait
+        assert len(only_bad) == 1 and isinstance(only_bad[0], Exception)
+    finally:
+        pool.shutdown_pool()
+
+
+def test_callers_waiting_for_a_worker_go_on_when_workers_die(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # More callers than workers, and every worker killed twice over: the places the dead
+    # workers leave are filled again, so nobody waits for ever.
+    monkeypatch.setenv(pool.POOL_ENV, "1")
+    size = pool.pool_size()
+    outcomes: list[object] = []
+
+    def call(fn: object, *args: object) -> None:
+        try:
+            outcomes.append(pool.run_in_pool(fn, *args))  # type: ignore[arg-type]
+        except Exception as exc:
+            outcomes.append(exc)
+
+    try:
+        threads = [threading.Thread(target=call, args=(os._exit, 3)) for _ in range(size)]
+        threads += [threading.Thread(target=call, args=(_pid_after, 0.2)) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 60
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        assert not any(thread.is_alive() for thread in threads), "callers left waiting"
+        deaths = [o for o in outcomes if isinstance(o, ImageRejected)]
+        assert len(deaths) == size and sum(isinstance(o, int) for o in outcomes) == 4
+    finally:
+        pool.shutdown_pool()
+
+
+def _pid_after(seconds: float) -> int:
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def _unpicklable_result() -> object:
+    return threading.Lock()
