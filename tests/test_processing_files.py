@@ -9,6 +9,7 @@ import pickle
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import CancelledError
 from pathlib import Path
 
@@ -245,6 +246,18 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _recording_caller(outcomes: list[object]) -> Callable[..., None]:
+    """A thread target that runs a call in the pool and records its result or exception."""
+
+    def call(fn: Callable[..., object], *args: object) -> None:
+        try:
+            outcomes.append(pool.run_in_pool(fn, *args))
+        except Exception as exc:
+            outcomes.append(exc)
+
+    return call
+
+
 def test_shutdown_stops_the_workers_after_their_calls_and_cancels_the_waiting_ones(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -252,12 +265,7 @@ def test_shutdown_stops_the_workers_after_their_calls_and_cancels_the_waiting_on
     size = pool.pool_size()
     assert pool.warm_pool() == size
     results: list[object] = []
-
-    def call(fn: object, *args: object) -> None:
-        try:
-            results.append(pool.run_in_pool(fn, *args))  # type: ignore[arg-type]
-        except Exception as exc:
-            results.append(exc)
+    call = _recording_caller(results)
 
     # Every worker busy for a while, and one more call waiting for a worker.
     busy = [threading.Thread(target=call, args=(_pid_after, 3.0)) for _ in range(size)]
@@ -307,12 +315,7 @@ def test_callers_waiting_for_a_worker_go_on_when_workers_die(
     monkeypatch.setenv(pool.POOL_ENV, "1")
     size = pool.pool_size()
     outcomes: list[object] = []
-
-    def call(fn: object, *args: object) -> None:
-        try:
-            outcomes.append(pool.run_in_pool(fn, *args))  # type: ignore[arg-type]
-        except Exception as exc:
-            outcomes.append(exc)
+    call = _recording_caller(outcomes)
 
     try:
         threads = [threading.Thread(target=call, args=(os._exit, 3)) for _ in range(size)]
