@@ -120,6 +120,22 @@ def test_removebg_cuts_out_the_foreground(
         assert cut.getpixel((100, 50))[3] == 255  # type: ignore[index]
 
 
+def test_multipart_uploads_are_recorded_byte_for_byte(
+    fake_services: FakeServices, client: httpx.Client
+) -> None:
+    # Bytes that look like line ends and delimiters must survive the fake's boundary split.
+    payload = b"\x89PNG\r\n\x1a\n" + b"\r\n--\r\n\r\n" + bytes(range(256)) * 64 + b"\r\n"
+    client.post(
+        fake_services.urls["removebg"] + "/v1.0/removebg",
+        headers={"X-Api-Key": str(fake_services.keys["removebg"])},
+        files={"image_file": ("cat; dog.png", payload, "image/png")},
+        data={"size": "full", "note": "été"},
+    )
+    (record,) = fake_services.requests("removebg")
+    assert record.files["image_file"] == ("cat; dog.png", "image/png", payload)
+    assert record.form == {"size": "full", "note": "été"}
+
+
 def test_vision_answers_follow_the_schema_sent(
     fake_services: FakeServices, client: httpx.Client
 ) -> None:
