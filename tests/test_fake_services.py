@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from tests.fakes.fixtures import fake_services
-from tests.fakes.server import FakeServices, encode, render
+from tests.fakes.server import FakeServices, encode, parse_multipart, render
 
 __all__ = ["fake_services"]
 
@@ -134,6 +134,20 @@ def test_multipart_uploads_are_recorded_byte_for_byte(
     (record,) = fake_services.requests("removebg")
     assert record.files["image_file"] == ("cat; dog.png", "image/png", payload)
     assert record.form == {"size": "full", "note": "été"}
+
+
+def test_a_boundary_inside_a_line_is_payload() -> None:
+    body = (
+        b"--b0\r\n"
+        b'Content-Disposition: form-data; name="f"; filename="x.png"\r\n'
+        b"Content-Type: Image/PNG\r\n\r\n"
+        b"xx--b0yy\r\n--b0-not-a-delimiter\r\n"
+        b"--b0--\r\n"
+    )
+    ((headers, payload),) = parse_multipart("multipart/form-data; boundary=b0", body)
+    assert payload == b"xx--b0yy\r\n--b0-not-a-delimiter"
+    assert headers["content-type"] == "Image/PNG"
+    assert parse_multipart("multipart/form-data", body) == []
 
 
 def test_vision_answers_follow_the_schema_sent(
