@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import email.parser
 import hashlib
 import io
 import json
@@ -52,6 +53,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from email.message import Message
 from email.utils import formatdate
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -226,48 +228,35 @@ def cut_out(image: Image.Image) -> Image.Image | None:
     return out
 
 
-_PARAM = re.compile(r';\s*([\w*-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^;\s]*))')
+#: Headers only, the default (compat32) policy: the `HTTP` policy's header registry costs more.
+_HEADERS = email.parser.HeaderParser()
 
 
-def _header_params(value: str) -> dict[str, str]:
-    """`name="x"; filename="y"` of a Content-Type or Content-Disposition, names lowercased."""
-    return {
-        m.group(1).lower(): (
-            re.sub(r"\\(.)", r"\1", m.group(2)) if m.group(2) is not None else m.group(3)
-        )
-        for m in _PARAM.finditer(value)
-    }
+def parse_multipart(content_type: str, body: bytes) -> list[tuple[Message, bytes]]:
+    """The parts of a multipart/form-data body: (headers, payload) each.
 
-
-def parse_multipart(content_type: str, body: bytes) -> list[tuple[dict[str, str], bytes]]:
-    """The parts of a multipart/form-data body: (lowercased headers, payload) each.
-
-    Split on the delimiters rather than through `email`, whose feed parser reads a binary
-    upload line by line: at a few hundred KB per image, a third of the fake's CPU went there,
-    and the fake shares the machine with the client it serves (benchmarks/README.md).
+    Only the delimiters are found here and only each part's few header lines go through
+    `email`: its feed parser read a whole binary upload line by line, at a few hundred KB per
+    image a third of the fake's CPU, and the fake shares the machine with the client it serves
+    (benchmarks/README.md).
     """
-    boundary = _header_params(content_type).get("boundary")
+    boundary = _HEADERS.parsestr(f"Content-Type: {content_type}\r\n\r\n").get_boundary()
     if not boundary:
         return []
-    # A delimiter is a line of its own: CRLF "--" boundary ["--"] [blanks] CRLF. The first may
-    # open the body without the CRLF; a body cut short keeps its last part as far as it goes.
-    delimiter = re.compile(rb"\r\n--" + re.escape(boundary.encode()) + rb"(--)?[ \t]*(?:\r\n|$)")
+    # A delimiter is a line of its own: CRLF "--" boundary ["--"] [blanks] CRLF; the first
+    # one may open the body without its CRLF. A body cut short keeps its last part as far as
+    # it goes. (A literal first lets the regex engine search fast.)
+    delimiter = re.compile(rb"\r\n--" + re.escape(boundary.encode()) + rb"(--)?[ \t]*(?:\r\n|\Z)")
     data = b"\r\n" + body
     found = list(delimiter.finditer(data))
-    parts: list[tuple[dict[str, str], bytes]] = []
-    for opening, closing in zip(found, [*found[1:], None], strict=True):
+    ends = [m.start() for m in found[1:]] + [len(data)]
+    parts: list[tuple[Message, bytes]] = []
+    for opening, end in zip(found, ends, strict=False):  # with no delimiter, `ends` has one
         if opening.group(1):  # the closing delimiter
             break
-        chunk = data[opening.end() : closing.start() if closing else len(data)]
-        head, blank, payload = (b"\r\n" + chunk).partition(b"\r\n\r\n")
-        if not blank:
-            continue
-        headers: dict[str, str] = {}
-        for line in head.decode("utf-8", "replace").split("\r\n"):
-            name, colon, value = line.partition(":")
-            if colon:
-                headers[name.strip().lower()] = value.strip()
-        parts.append((headers, payload))
+        head, blank, payload = data[opening.end() : end].partition(b"\r\n\r\n")
+        if blank:  # a part without headers has no name either: it is left out below
+            parts.append((_HEADERS.parsestr(head.decode("utf-8", "replace") + "\r\n\r\n"), payload))
     return parts
 
 
@@ -615,16 +604,12 @@ class _Handler(BaseHTTPRequestHandler):
             except ValueError:
                 record.json = None
         elif content_type.startswith("multipart/form-data"):
-            for headers, payload in parse_multipart(content_type, record.body):
-                disposition = _header_params(headers.get("content-disposition", ""))
-                name, filename = disposition.get("name"), disposition.get("filename")
-                if name is None:
+            for part, payload in parse_multipart(content_type, record.body):
+                name = part.get_param("name", header="content-disposition")
+                if not isinstance(name, str):
                     continue
-                if filename:
-                    part_type = (
-                        headers.get("content-type", "text/plain").split(";")[0].strip().lower()
-                    )
-                    record.files[name] = (filename, part_type, payload)
+                if filename := part.get_filename():
+                    record.files[name] = (filename, part.get_content_type(), payload)
                 else:
                     record.form[name] = payload.decode("utf-8", "replace")
 
