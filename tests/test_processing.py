@@ -24,6 +24,7 @@ from genfactory.processing import (
     perceptual_hash,
     png_compress_level,
     process_image,
+    sendable_as_is,
     trim_transparent,
     upscale,
 )
@@ -382,3 +383,40 @@ def test_hash_ignores_format_and_size_changes() -> None:
     small = open_image(to_bytes(image.resize((320, 240)), "JPEG", quality=70), max_pixels=MAX)
     assert hash_distance(perceptual_hash(image), perceptual_hash(small)) <= 4
     assert hash_distance(0, 2**64 - 1) == 64 and hash_distance(-1, 2**64 - 1) == 0
+
+
+def test_a_file_decoding_would_only_copy_is_sendable_as_it_is() -> None:
+    # What background removal receives without a trim: the file itself where its prepared PNG
+    # would hold the very same pixels, the prepared PNG everywhere else.
+    photo = scene()
+    sendable = {
+        "image/jpeg": [
+            to_bytes(photo, "JPEG", quality=90),
+            to_bytes(photo, "JPEG", icc_profile=SRGB),
+        ],
+        "image/png": [to_bytes(photo), to_bytes(photo.convert("RGBA"))],
+    }
+    for media_type, files in sendable.items():
+        for data in files:
+            assert sendable_as_is(data, max_pixels=MAX) == media_type
+            assert np.array_equal(
+                np.asarray(decode(data)), np.asarray(open_image(data, max_pixels=MAX))
+            )
+    rotated = Image.Exif()
+    rotated[0x0112] = 6
+    animated = io.BytesIO()
+    photo.save(animated, "PNG", save_all=True, append_images=[scene(seed=1)])
+    not_sendable = {
+        "rotated by EXIF": to_bytes(photo, "JPEG", exif=rotated),
+        "CMYK": to_bytes(photo.convert("CMYK"), "JPEG"),
+        "grey": to_bytes(photo.convert("L"), "JPEG"),
+        "colour key": to_bytes(photo, "PNG", transparency=(0, 0, 0)),
+        "WebP": to_bytes(photo, "WEBP"),
+        "animated": animated.getvalue(),
+        "truncated": to_bytes(photo)[:-12],
+        "not an image": b"<html>502 Bad Gateway</html>",
+        "empty": b"",
+    }
+    for name, data in not_sendable.items():
+        assert sendable_as_is(data, max_pixels=MAX) is None, name
+    assert sendable_as_is(to_bytes(photo), max_pixels=photo.width * photo.height - 1) is None

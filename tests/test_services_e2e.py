@@ -86,8 +86,12 @@ def _store_files() -> list[Path]:
     return [p for p in store.parent.glob(store.name + "*")]
 
 
+def data_url(request: Any) -> str:
+    return str(request.json["messages"][1]["content"][1]["image_url"]["url"])
+
+
 def data_url_type(request: Any) -> str:
-    url = request.json["messages"][1]["content"][1]["image_url"]["url"]
+    url = data_url(request)
     media_type = url.split(";", 1)[0].removeprefix("data:")
     assert base64.b64decode(url.split(",", 1)[1])[:2] in (b"\xff\xd8", b"\x89P")
     return str(media_type)
@@ -124,6 +128,9 @@ def test_every_role_over_http(tmp_path: Path, fake: FakeServices) -> None:
     assert len(metadata) == 4
     removals = fake.requests("removebg")
     assert len(removals) == 4 and {r.form["size"] for r in removals} == {"50MP"}
+    # Without a trim, remove.bg gets the generated JPEG itself, byte for byte as QC saw it.
+    checked = {base64.b64decode(data_url(r).split(",", 1)[1]) for r in qc}
+    assert {r.files["image_file"][1:] for r in removals} <= {("image/jpeg", b) for b in checked}
     for image in images:
         if image.status == ImageStatus.APPROVED:
             assert image.image_metadata and "logo" not in image.image_metadata["title"].lower()
@@ -322,3 +329,27 @@ def test_a_transient_remove_bg_outage_is_retried_not_skipped(
     assert len(fake.requests("removebg")) == 3 + 4
     log = Path(str(repository.get_execution(summary["execution_id"]).log_path)).read_text()
     assert "background kept" not in log
+
+
+def test_a_trimmed_image_goes_to_remove_bg_as_its_prepared_png(
+    tmp_path: Path, fake: FakeServices
+) -> None:
+    settings = remote_settings(
+        tmp_path,
+        fake,
+        count=1,
+        **{
+            "providers.prompt": "local",
+            "providers.qc": "local",
+            "providers.metadata": "local",
+            "qc.run_quality_check": False,
+            "processing.trim_transparent_background": True,
+        },
+    )
+    summary = generate_job(settings)
+    images = repository.list_images(execution_id=summary["execution_id"])
+    assert [i.status for i in images] == [ImageStatus.APPROVED] * 4
+    uploads = [r.files["image_file"] for r in fake.requests("removebg")]
+    assert len(uploads) == 4
+    assert all(name == "image.png" and media == "image/png" for name, media, _ in uploads)
+    assert all(data.startswith(b"\x89PNG") for _, _, data in uploads)

@@ -4,7 +4,7 @@ Nothing here reads or writes files except `embed_metadata`; the file edge is
 `genfactory.tasks.image_files`, the process pool `genfactory.engine.pool`.
 """
 
-from genfactory.processing.decode import MIN_SIDE, open_image
+from genfactory.processing.decode import MIN_SIDE, open_image, sendable_as_is
 from genfactory.processing.encode import EXTENSIONS, OutputFormat, encode, png_compress_level
 from genfactory.processing.metadata import DIGITAL_SOURCE_TYPE, embed_metadata
 from genfactory.processing.similarity import find_near_duplicate, hash_distance, perceptual_hash
@@ -35,6 +35,7 @@ __all__ = [
     "perceptual_hash",
     "png_compress_level",
     "process_image",
+    "sendable_as_is",
     "trim_transparent",
     "upscale",
 ]

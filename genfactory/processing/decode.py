@@ -16,7 +16,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from genfactory.errors import ImageRejected, UnreadableImage
 from genfactory.media import sniff_media_type
-from genfactory.processing.colour import to_working_mode
+from genfactory.processing.colour import icc_of, profile_space, to_working_mode
 
 #: Formats image providers and users plausibly deliver; everything else (EPS, PSD, ICO...) is
 #: refused before any decoder runs, which keeps the attack surface of hostile downloads small.
@@ -117,6 +117,36 @@ def open_image(data: bytes, *, max_pixels: int) -> Image.Image:
         upright = image
     assert upright is not None  # in_place=False always returns an image
     return to_working_mode(upright)
+
+
+def sendable_as_is(data: bytes, *, max_pixels: int) -> str | None:
+    """The media type under which `data` can go to a background remover unchanged, instead of
+    a PNG of its decoded pixels: a still JPEG (RGB) or PNG (RGB or RGBA) that `open_image`
+    would only copy (upright, no transparency key, no profile it would drop, within
+    `max_pixels`); None for anything else. Reads the header only, no pixel."""
+    try:
+        image = _open(data)
+    except (UnreadableImage, ImageRejected):
+        return None
+    fmt, (width, height) = image.format, image.size
+    if (fmt, image.mode) not in (("JPEG", "RGB"), ("PNG", "RGB"), ("PNG", "RGBA")):
+        return None
+    if width * height > max_pixels or min(width, height) < MIN_SIDE:
+        return None
+    if getattr(image, "is_animated", False) or (fmt == "PNG" and _PNG_IEND not in data):
+        return None
+    if image.mode == "RGB" and image.has_transparency_data:
+        return None  # a tRNS colour key: decoding turns it into an alpha channel
+    icc = icc_of(image)
+    if icc and profile_space(icc) != "RGB":
+        return None
+    try:
+        orientation = image.getexif().get(0x0112, 1)
+    except Exception:
+        return None
+    if orientation != 1:
+        return None
+    return "image/jpeg" if fmt == "JPEG" else "image/png"
 
 
 def _open_checked(data: bytes, max_pixels: int | None) -> Image.Image:

@@ -52,8 +52,9 @@ def finish_to_file(
 ) -> dict[str, Any]:
     """Process an image and write it to ``dst_dir/stem.<ext>`` (ext from convert_format).
 
-    ``src`` is a path (stages "prepare" and "finish" both run) or PNG bytes returned by
-    background removal ("finish" only: they were prepared before removal). Existing files
+    ``src`` is a path (stages "prepare" and "finish" both run) or the bytes background
+    removal returned ("finish" only: they were prepared before removal; the file as it was,
+    when removal kept the background of a file that went to it unchanged). Existing files
     are never overwritten: a taken name gets ``-2``, ``-3``... before the extension (with
     ``replace``, for a file name only this image uses, the file of that name is replaced).
     Returns ``{"path", "width", "height", "format", "bytes"}``. (Near-duplicates are judged

@@ -20,7 +20,7 @@ from genfactory.engine.steps import describe_error, error_code, fail_image, log_
 from genfactory.errors import ImageRejected, JobFatalError, ProviderError
 from genfactory.files import STAGED_DIR, image_name, owned_stem
 from genfactory.image_folder import source_stem_of
-from genfactory.processing import EXTENSIONS, find_near_duplicate
+from genfactory.processing import EXTENSIONS, find_near_duplicate, sendable_as_is
 from genfactory.providers.base import ImageInput
 from genfactory.statuses import ImageStatus
 from genfactory.storage import repository
@@ -114,10 +114,8 @@ def render_staged(
     used = options.model_dump(mode="json")
     note = None
     if options.remove_bg:
-        prepared = pool.run_in_pool(
-            image_files.prepare_file, source, used, options.max_image_pixels
-        )
-        cutout, note = _remove_background(runtime, prepared)
+        prepared, media_type = _prepared_for_removal(runtime, source)
+        cutout, note = _remove_background(runtime, prepared, media_type)
         if cutout is None:
             raise _BackgroundFailed(f"background removal failed: {note}")
         outcome = pool.run_in_pool(
@@ -130,13 +128,34 @@ def render_staged(
     return dict(outcome), note
 
 
-def _remove_background(runtime: JobRuntime, prepared: bytes) -> tuple[bytes | None, str | None]:
+def _prepared_for_removal(runtime: JobRuntime, source: str) -> tuple[bytes, str]:
+    """(bytes, media type) for the background remover. Without a trim, the prepare stage
+    changes nothing but the encoding of most generated files (`processing.sendable_as_is`):
+    those go as they are, read here, with no decode, PNG encode or trip through the busy pool
+    between the QC answer and the removal call. Anything else goes as its prepared PNG."""
+    options = runtime.settings.processing
+    if not options.trim_transparent_background:
+        try:
+            data = Path(source).read_bytes()
+        except OSError:
+            data = b""  # the prepared path below names what is wrong with the file
+        media_type = sendable_as_is(data, max_pixels=options.max_image_pixels)
+        if media_type is not None:
+            return data, media_type
+    used = options.model_dump(mode="json")
+    prepared = pool.run_in_pool(image_files.prepare_file, source, used, options.max_image_pixels)
+    return prepared, "image/png"
+
+
+def _remove_background(
+    runtime: JobRuntime, prepared: bytes, media_type: str
+) -> tuple[bytes | None, str | None]:
     """(cutout PNG, note). Soft failure mode keeps the image; `fail` returns (None, reason)."""
     try:
         with runtime.guard():
             runtime.check_budget(pricing.call_of(runtime.settings, "background"))
             result = runtime.providers.background.remove_background(
-                ImageInput(data=prepared, media_type="image/png")
+                ImageInput(data=prepared, media_type=media_type)
             )
     except JobFatalError:
         raise  # the guard has stopped the job: no soft fallback for a bad key or no credits
