@@ -80,6 +80,14 @@ def remote_settings(tmp_path: Path, fake: FakeServices, count: int, **extra: Any
     return load_settings(overrides=values, environ=fake.env())
 
 
+def removal_only_settings(tmp_path: Path, fake: FakeServices, **extra: Any) -> Settings:
+    """One Midjourney slot whose only other remote call is remove.bg (no QC)."""
+    local = {f"providers.{role}": "local" for role in ("prompt", "qc", "metadata")}
+    return remote_settings(
+        tmp_path, fake, count=1, **{**local, "qc.run_quality_check": False, **extra}
+    )
+
+
 def _store_files() -> list[Path]:
     url = os.environ["GENFACTORY_DATABASE_URL"]
     store = Path(url.removeprefix("sqlite:///"))
@@ -312,18 +320,7 @@ def test_a_transient_remove_bg_outage_is_retried_not_skipped(
     # Three 503s use up the in-call tries; the process step's own retry then succeeds, so the
     # image is delivered cut out instead of falling back to "background kept".
     fake.add_fault("removebg", "503", times=3)
-    settings = remote_settings(
-        tmp_path,
-        fake,
-        count=1,
-        **{
-            "providers.prompt": "local",
-            "providers.qc": "local",
-            "providers.metadata": "local",
-            "qc.run_quality_check": False,
-        },
-    )
-    summary = generate_job(settings)
+    summary = generate_job(removal_only_settings(tmp_path, fake))
     images = repository.list_images(execution_id=summary["execution_id"])
     assert [i.status for i in images] == [ImageStatus.APPROVED] * 4
     assert len(fake.requests("removebg")) == 3 + 4
@@ -334,17 +331,8 @@ def test_a_transient_remove_bg_outage_is_retried_not_skipped(
 def test_a_trimmed_image_goes_to_remove_bg_as_its_prepared_png(
     tmp_path: Path, fake: FakeServices
 ) -> None:
-    settings = remote_settings(
-        tmp_path,
-        fake,
-        count=1,
-        **{
-            "providers.prompt": "local",
-            "providers.qc": "local",
-            "providers.metadata": "local",
-            "qc.run_quality_check": False,
-            "processing.trim_transparent_background": True,
-        },
+    settings = removal_only_settings(
+        tmp_path, fake, **{"processing.trim_transparent_background": True}
     )
     summary = generate_job(settings)
     images = repository.list_images(execution_id=summary["execution_id"])
