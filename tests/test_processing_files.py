@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import CancelledError
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -339,3 +340,33 @@ def _pid_after(seconds: float) -> int:
 
 def _unpicklable_result() -> object:
     return threading.Lock()
+
+
+@pytest.mark.usefixtures("inline")
+def test_only_a_file_that_decoded_before_goes_to_the_remover_as_it_is(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from genfactory.config import Settings
+    from genfactory.errors import UnreadableImage
+    from genfactory.tasks.process import _prepared_for_removal
+
+    photo = Image.new("RGB", (64, 48), (200, 40, 40))
+    buffer = io.BytesIO()
+    photo.save(buffer, "JPEG", quality=90)
+    whole = buffer.getvalue()
+    src = tmp_path / "a.jpg"
+    src.write_bytes(whole)
+    runtime: Any = SimpleNamespace(settings=Settings())
+    assert _prepared_for_removal(runtime, str(src), True) == (whole, "image/jpeg")
+    data, media_type = _prepared_for_removal(runtime, str(src), False)
+    assert media_type == "image/png" and data.startswith(b"\x89PNG")
+    # A file that never decoded (an image that failed at download, retried): its header is
+    # fine and it ends as a JPEG should, but the prepare stage, not a paid removal, finds out.
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(whole[: len(whole) // 2] + b"\xff\xd9")
+    with pytest.raises((UnreadableImage, ImageRejected)):
+        _prepared_for_removal(runtime, str(cut), False)
+    trimmed: Any = SimpleNamespace(
+        settings=Settings.model_validate({"processing": {"trim_transparent_background": True}})
+    )
+    assert _prepared_for_removal(trimmed, str(src), True)[1] == "image/png"

@@ -120,33 +120,29 @@ def open_image(data: bytes, *, max_pixels: int) -> Image.Image:
 
 
 def sendable_as_is(data: bytes, *, max_pixels: int) -> str | None:
-    """The media type under which `data` can go to a background remover unchanged, instead of
-    a PNG of its decoded pixels: a still JPEG (RGB) or PNG (RGB or RGBA) that `open_image`
-    would only copy (upright, no transparency key, no profile it would drop, within
-    `max_pixels`); None for anything else. Reads the header only, no pixel."""
+    """ "image/jpeg" when `data` can go to a background remover unchanged instead of a PNG of
+    its decoded pixels, else None: a complete baseline or progressive RGB JPEG that
+    `open_image` would only copy (within `max_pixels`, a profile for RGB if any) and that
+    carries nothing but its JFIF header and that profile (no EXIF, so no rotation; no XMP,
+    comment, IPTC or C2PA data the prepared PNG would not have carried either). Reads the
+    header only. PNGs always go prepared: their bit depth, gamma chunks and text chunks after
+    the pixels would need a full decode to rule out."""
     try:
         image = _open(data)
     except (UnreadableImage, ImageRejected):
         return None
-    fmt, (width, height) = image.format, image.size
-    if (fmt, image.mode) not in (("JPEG", "RGB"), ("PNG", "RGB"), ("PNG", "RGBA")):
-        return None
+    if image.format != "JPEG" or image.mode != "RGB" or not data.endswith(b"\xff\xd9"):
+        return None  # a file cut short ends without its end-of-image marker
+    width, height = image.size
     if width * height > max_pixels or min(width, height) < MIN_SIDE:
         return None
-    if getattr(image, "is_animated", False) or (fmt == "PNG" and _PNG_IEND not in data):
+    markers = {marker for marker, _ in getattr(image, "applist", [])}
+    if not markers <= {"APP0", "APP2"} or "comment" in image.info:
         return None
-    if image.mode == "RGB" and image.has_transparency_data:
-        return None  # a tRNS colour key: decoding turns it into an alpha channel
     icc = icc_of(image)
     if icc and profile_space(icc) != "RGB":
         return None
-    try:
-        orientation = image.getexif().get(0x0112, 1)
-    except Exception:
-        return None
-    if orientation != 1:
-        return None
-    return "image/jpeg" if fmt == "JPEG" else "image/png"
+    return "image/jpeg"
 
 
 def _open_checked(data: bytes, max_pixels: int | None) -> Image.Image:

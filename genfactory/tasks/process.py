@@ -66,7 +66,7 @@ def process(runtime: JobRuntime, image: ImageRecord) -> ImageRecord:
                 image.id, ImageStatus.QC_PASSED, ImageStatus.QC_FAILED, qc_reason=reason
             )
         try:
-            outcome, note = render_staged(runtime, source, staged)
+            outcome, note = render_staged(runtime, source, staged, decoded=bool(image.phash))
         except _BackgroundFailed as exc:
             return fail_image(
                 image,
@@ -105,16 +105,17 @@ class _BackgroundFailed(ImageRejected):
 
 
 def render_staged(
-    runtime: JobRuntime, source: str, staged: Path
+    runtime: JobRuntime, source: str, staged: Path, *, decoded: bool = False
 ) -> tuple[dict[str, Any], str | None]:
     """Run the Pillow pipeline (and background removal) on `source` into `staged`, with the
-    runtime's processing settings: (outcome, note). Raises ImageRejected when the file cannot
-    be used or background removal failed in `fail` mode."""
+    runtime's processing settings: (outcome, note). `decoded`: every pixel of `source` decoded
+    once already (its perceptual hash was taken at download). Raises ImageRejected when the
+    file cannot be used or background removal failed in `fail` mode."""
     options = runtime.settings.processing
     used = options.model_dump(mode="json")
     note = None
     if options.remove_bg:
-        prepared, media_type = _prepared_for_removal(runtime, source)
+        prepared, media_type = _prepared_for_removal(runtime, source, decoded)
         cutout, note = _remove_background(runtime, prepared, media_type)
         if cutout is None:
             raise _BackgroundFailed(f"background removal failed: {note}")
@@ -128,13 +129,15 @@ def render_staged(
     return dict(outcome), note
 
 
-def _prepared_for_removal(runtime: JobRuntime, source: str) -> tuple[bytes, str]:
+def _prepared_for_removal(runtime: JobRuntime, source: str, decoded: bool) -> tuple[bytes, str]:
     """(bytes, media type) for the background remover. Without a trim, the prepare stage
-    changes nothing but the encoding of most generated files (`processing.sendable_as_is`):
-    those go as they are, read here, with no decode, PNG encode or trip through the busy pool
-    between the QC answer and the removal call. Anything else goes as its prepared PNG."""
+    changes nothing but the encoding of a plain RGB JPEG (`processing.sendable_as_is`): such a
+    file goes as it is, read here, with no decode, PNG encode or trip through the busy pool
+    between the QC answer and the removal call. Only a file that decoded before: the header
+    says nothing of the pixels, and a paid removal must not be what finds a corrupt file.
+    Anything else goes as its prepared PNG."""
     options = runtime.settings.processing
-    if not options.trim_transparent_background:
+    if decoded and not options.trim_transparent_background:
         try:
             data = Path(source).read_bytes()
         except OSError:
