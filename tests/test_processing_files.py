@@ -357,16 +357,19 @@ def test_only_a_file_that_decoded_before_goes_to_the_remover_as_it_is(tmp_path: 
     src = tmp_path / "a.jpg"
     src.write_bytes(whole)
     runtime: Any = SimpleNamespace(settings=Settings())
-    assert _prepared_for_removal(runtime, str(src), True) == (whole, "image/jpeg")
-    data, media_type = _prepared_for_removal(runtime, str(src), False)
+    used = Settings().processing.model_dump(mode="json")
+    decoded: Any = SimpleNamespace(temp_image_path=str(src), phash="00ff00ff00ff00ff")
+    never_decoded: Any = SimpleNamespace(temp_image_path=str(src), phash=None)
+    assert _prepared_for_removal(runtime, decoded, used) == (whole, "image/jpeg")
+    data, media_type = _prepared_for_removal(runtime, never_decoded, used)
     assert media_type == "image/png" and data.startswith(b"\x89PNG")
     # A file that never decoded (an image that failed at download, retried): its header is
     # fine and it ends as a JPEG should, but the prepare stage, not a paid removal, finds out.
     cut = tmp_path / "cut.jpg"
     cut.write_bytes(whole[: len(whole) // 2] + b"\xff\xd9")
     with pytest.raises((UnreadableImage, ImageRejected)):
-        _prepared_for_removal(runtime, str(cut), False)
+        _prepared_for_removal(runtime, SimpleNamespace(temp_image_path=str(cut), phash=None), used)
     trimmed: Any = SimpleNamespace(
         settings=Settings.model_validate({"processing": {"trim_transparent_background": True}})
     )
-    assert _prepared_for_removal(trimmed, str(src), True)[1] == "image/png"
+    assert _prepared_for_removal(trimmed, decoded, used)[1] == "image/png"

@@ -119,30 +119,27 @@ def open_image(data: bytes, *, max_pixels: int) -> Image.Image:
     return to_working_mode(upright)
 
 
-def sendable_as_is(data: bytes, *, max_pixels: int) -> str | None:
-    """ "image/jpeg" when `data` can go to a background remover unchanged instead of a PNG of
-    its decoded pixels, else None: a complete baseline or progressive RGB JPEG that
-    `open_image` would only copy (within `max_pixels`, a profile for RGB if any) and that
-    carries nothing but its JFIF header and that profile (no EXIF, so no rotation; no XMP,
-    comment, IPTC or C2PA data the prepared PNG would not have carried either). Reads the
-    header only. PNGs always go prepared: their bit depth, gamma chunks and text chunks after
-    the pixels would need a full decode to rule out."""
+def sendable_as_is(data: bytes, *, max_pixels: int) -> bool:
+    """True when `data` can go to a background remover unchanged instead of a PNG of its
+    decoded pixels: a complete baseline or progressive RGB JPEG that `open_image` would only
+    copy (within `max_pixels`, a profile for RGB if any) and that carries nothing but its JFIF
+    header and that profile (no EXIF, so no rotation; no XMP, comment, IPTC or C2PA data the
+    prepared PNG would not have carried either). Reads the header only. PNGs always go
+    prepared: their bit depth, gamma chunks and text chunks after the pixels would need a full
+    decode to rule out."""
     try:
-        image = _open(data)
+        image = _open_checked(data, max_pixels)
     except (UnreadableImage, ImageRejected):
-        return None
+        return False
     if image.format != "JPEG" or image.mode != "RGB" or not data.endswith(b"\xff\xd9"):
-        return None  # a file cut short ends without its end-of-image marker
-    width, height = image.size
-    if width * height > max_pixels or min(width, height) < MIN_SIDE:
-        return None
+        return False  # a file cut short ends without its end-of-image marker
+    if min(image.size) < MIN_SIDE:
+        return False
     markers = {marker for marker, _ in getattr(image, "applist", [])}
     if not markers <= {"APP0", "APP2"} or "comment" in image.info:
-        return None
+        return False
     icc = icc_of(image)
-    if icc and profile_space(icc) != "RGB":
-        return None
-    return "image/jpeg"
+    return not icc or profile_space(icc) == "RGB"
 
 
 def _open_checked(data: bytes, max_pixels: int | None) -> Image.Image:

@@ -50,7 +50,6 @@ def process(runtime: JobRuntime, image: ImageRecord) -> ImageRecord:
     approved image) or `failed` (with the reason)."""
     settings = runtime.settings
     options = settings.processing
-    source = str(image.temp_image_path)
     used = options.model_dump(mode="json")
     note = None
     staged = staged_path(runtime, image)
@@ -66,7 +65,7 @@ def process(runtime: JobRuntime, image: ImageRecord) -> ImageRecord:
                 image.id, ImageStatus.QC_PASSED, ImageStatus.QC_FAILED, qc_reason=reason
             )
         try:
-            outcome, note = render_staged(runtime, source, staged, decoded=bool(image.phash))
+            outcome, note = render_staged(runtime, image, staged)
         except _BackgroundFailed as exc:
             return fail_image(
                 image,
@@ -105,17 +104,16 @@ class _BackgroundFailed(ImageRejected):
 
 
 def render_staged(
-    runtime: JobRuntime, source: str, staged: Path, *, decoded: bool = False
+    runtime: JobRuntime, image: ImageRecord, staged: Path
 ) -> tuple[dict[str, Any], str | None]:
-    """Run the Pillow pipeline (and background removal) on `source` into `staged`, with the
-    runtime's processing settings: (outcome, note). `decoded`: every pixel of `source` decoded
-    once already (its perceptual hash was taken at download). Raises ImageRejected when the
-    file cannot be used or background removal failed in `fail` mode."""
+    """Run the Pillow pipeline (and background removal) on the image's original in temp into
+    `staged`, with the runtime's processing settings: (outcome, note). Raises ImageRejected
+    when the file cannot be used or background removal failed in `fail` mode."""
     options = runtime.settings.processing
     used = options.model_dump(mode="json")
     note = None
     if options.remove_bg:
-        prepared, media_type = _prepared_for_removal(runtime, source, decoded)
+        prepared, media_type = _prepared_for_removal(runtime, image, used)
         cutout, note = _remove_background(runtime, prepared, media_type)
         if cutout is None:
             raise _BackgroundFailed(f"background removal failed: {note}")
@@ -123,29 +121,32 @@ def render_staged(
             image_files.finish_to_file, cutout, str(staged.parent), staged.stem, used, True
         )
     else:
+        source = str(image.temp_image_path)
         outcome = pool.run_in_pool(
             image_files.finish_to_file, source, str(staged.parent), staged.stem, used, True
         )
     return dict(outcome), note
 
 
-def _prepared_for_removal(runtime: JobRuntime, source: str, decoded: bool) -> tuple[bytes, str]:
+def _prepared_for_removal(
+    runtime: JobRuntime, image: ImageRecord, used: dict[str, Any]
+) -> tuple[bytes, str]:
     """(bytes, media type) for the background remover. Without a trim, the prepare stage
     changes nothing but the encoding of a plain RGB JPEG (`processing.sendable_as_is`): such a
     file goes as it is, read here, with no decode, PNG encode or trip through the busy pool
-    between the QC answer and the removal call. Only a file that decoded before: the header
-    says nothing of the pixels, and a paid removal must not be what finds a corrupt file.
-    Anything else goes as its prepared PNG."""
+    between the QC answer and the removal call. Only a file whose every pixel decoded once
+    (its perceptual hash was taken at download): the header says nothing of the pixels, and a
+    paid removal must not be what finds a corrupt file. Anything else goes as its prepared
+    PNG."""
     options = runtime.settings.processing
-    if decoded and not options.trim_transparent_background:
+    source = str(image.temp_image_path)
+    if image.phash and not options.trim_transparent_background:
         try:
             data = Path(source).read_bytes()
         except OSError:
             data = b""  # the prepared path below names what is wrong with the file
-        media_type = sendable_as_is(data, max_pixels=options.max_image_pixels)
-        if media_type is not None:
-            return data, media_type
-    used = options.model_dump(mode="json")
+        if sendable_as_is(data, max_pixels=options.max_image_pixels):
+            return data, "image/jpeg"
     prepared = pool.run_in_pool(image_files.prepare_file, source, used, options.max_image_pixels)
     return prepared, "image/png"
 

@@ -190,9 +190,7 @@ def _retry(image_id: int, overrides: dict[str, Any], manual: bool) -> str:
         source = image.temp_image_path
         if not source or not Path(source).is_file():
             raise UserError(f"the original of image {image.id} is no longer in temp ({source})")
-        outcome, _note = render_staged(
-            runtime, source, staged_path(runtime, image), decoded=bool(image.phash)
-        )
+        outcome, _note = render_staged(runtime, image, staged_path(runtime, image))
         image = repository.update_image(
             image.id,
             width=outcome["width"],
