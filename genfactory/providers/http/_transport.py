@@ -1,0 +1,242 @@
+"""`HTTP11Transport`: the services' clients' way to the network, HTTP/1.1 over `http.client`.
+
+httpx's own transport (httpcore and h11) spends two to three times the CPU of the whole
+exchange over `http.client` on the same kept-alive connection: ~1.6 against ~0.5 ms per
+request on a slow 2-core VM, and at 32 slot threads ~2.2 against ~0.4 ms (benchmarks/README.md,
+twelfth round). A job sends about 7.5 requests per image. The httpx client above this transport
+is unchanged: request building, redirects, decoding, the exceptions `ServiceClient` maps.
+
+Kept alive like httpx's default: a connection idle for more than `KEEPALIVE_EXPIRY` seconds, or
+one the server has already closed (its socket reads as ready), is never reused. Proxies set in
+the environment still go through httpx's own transport (the client mounts it for them).
+"""
+
+from __future__ import annotations
+
+import http.client
+import select
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Iterator
+
+import httpx
+
+#: Seconds an idle connection is kept for reuse (httpx's default `keepalive_expiry`).
+KEEPALIVE_EXPIRY = 5.0
+#: Idle connections kept per origin; a slot thread's own client needs one.
+MAX_IDLE_PER_ORIGIN = 8
+_CHUNK = 64 * 1024
+
+_Origin = tuple[str, str, int]
+
+
+def _timeouts(request: httpx.Request) -> dict[str, float | None]:
+    timeout = request.extensions.get("timeout") or {}
+    return {key: timeout.get(key) for key in ("connect", "read", "write")}
+
+
+class _Body(httpx.SyncByteStream):
+    """A response body read from its connection as it is iterated; the connection goes back to
+    the transport's idle list once the body was read to its end, and is closed otherwise."""
+
+    def __init__(
+        self,
+        transport: HTTP11Transport,
+        origin: _Origin,
+        connection: http.client.HTTPConnection,
+        response: http.client.HTTPResponse,
+        request: httpx.Request,
+    ) -> None:
+        self._transport = transport
+        self._origin = origin
+        self._connection: http.client.HTTPConnection | None = connection
+        self._response = response
+        self._request = request
+
+    def __iter__(self) -> Iterator[bytes]:
+        while True:
+            with _Mapped(self._request, httpx.ReadTimeout, httpx.ReadError):
+                chunk = self._response.read(_CHUNK)
+            if not chunk:
+                break
+            yield chunk
+        missing = self._response.length
+        if missing:  # `read(n)` ends quietly where the connection did, short of Content-Length
+            raise httpx.RemoteProtocolError(
+                f"the connection closed {missing} bytes before the end of the answer",
+                request=self._request,
+            )
+
+    def close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is None:
+            return
+        if self._response.isclosed() and not self._response.will_close:
+            self._transport._release(self._origin, connection)
+        else:
+            self._response.close()
+            connection.close()
+
+
+class _Mapped:
+    """Map what `http.client` and the socket raise to httpx's exceptions (which `ServiceClient`
+    turns into the provider errors and retries): a timeout to `timeout`, a refused or dropped
+    connection to `error`, a broken answer to `RemoteProtocolError`."""
+
+    def __init__(
+        self,
+        request: httpx.Request,
+        timeout: type[httpx.TimeoutException],
+        error: type[httpx.TransportError],
+    ) -> None:
+        self._request = request
+        self._timeout = timeout
+        self._error = error
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
+        if exc is None:
+            return
+        if isinstance(exc, TimeoutError):  # socket.timeout, ssl's handshake timeout
+            raise self._timeout(str(exc) or "timed out", request=self._request) from exc
+        if isinstance(exc, http.client.RemoteDisconnected):
+            raise httpx.RemoteProtocolError(
+                "Server disconnected without sending a response.", request=self._request
+            ) from exc
+        if isinstance(exc, http.client.HTTPException):
+            raise httpx.RemoteProtocolError(
+                f"{type(exc).__name__}: {exc}", request=self._request
+            ) from exc
+        if isinstance(exc, ssl.SSLError):  # a failed handshake or certificate check
+            raise self._error(f"TLS: {exc}", request=self._request) from exc
+        if isinstance(exc, OSError):
+            raise self._error(str(exc) or type(exc).__name__, request=self._request) from exc
+
+
+class HTTP11Transport(httpx.BaseTransport):
+    """HTTP/1.1 over `http.client`, connections kept alive per origin (see the module docstring).
+
+    Thread-safe; `ServiceClient` gives each thread a client and transport of its own anyway."""
+
+    def __init__(self, ssl_context: ssl.SSLContext) -> None:
+        self._ssl_context = ssl_context
+        self._idle: dict[_Origin, list[tuple[float, http.client.HTTPConnection]]] = {}
+        self._lock = threading.Lock()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        scheme = url.scheme
+        if scheme not in ("http", "https"):
+            raise httpx.UnsupportedProtocol(
+                f"Request URL has an unsupported protocol '{scheme}://'.", request=request
+            )
+        port = url.port or (443 if scheme == "https" else 80)
+        origin: _Origin = (scheme, url.host, port)
+        timeouts = _timeouts(request)
+        connection = self._idle_connection(origin)
+        if connection is None:
+            connection = self._connect(origin, timeouts["connect"], request)
+        try:
+            sock = connection.sock
+            if sock is not None:
+                sock.settimeout(timeouts["write"])
+            with _Mapped(request, httpx.WriteTimeout, httpx.WriteError):
+                connection.putrequest(
+                    request.method,
+                    url.raw_path.decode("ascii"),
+                    skip_host=True,
+                    skip_accept_encoding=True,
+                )
+                for name, value in request.headers.raw:
+                    connection.putheader(name, value)
+                body = request.read()
+                chunked = "transfer-encoding" in request.headers
+                connection.endheaders(body or None, encode_chunked=chunked)
+            if sock is not None:
+                sock.settimeout(timeouts["read"])
+            with _Mapped(request, httpx.ReadTimeout, httpx.ReadError):
+                response = connection.getresponse()
+        except BaseException:
+            connection.close()
+            raise
+        return httpx.Response(
+            response.status,
+            headers=response.getheaders(),
+            stream=_Body(self, origin, connection, response, request),
+            extensions={
+                "http_version": b"HTTP/1.0" if response.version == 10 else b"HTTP/1.1",
+                "reason_phrase": response.reason.encode("latin-1", "replace"),
+            },
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, {}
+        for connections in idle.values():
+            for _, connection in connections:
+                connection.close()
+
+    # -- connections -------------------------------------------------------------------------
+
+    def _connect(
+        self, origin: _Origin, timeout: float | None, request: httpx.Request
+    ) -> http.client.HTTPConnection:
+        scheme, host, port = origin
+        connection: http.client.HTTPConnection
+        if scheme == "https":
+            connection = http.client.HTTPSConnection(
+                host, port, timeout=timeout, context=self._ssl_context
+            )
+        else:
+            connection = http.client.HTTPConnection(host, port, timeout=timeout)
+        try:
+            with _Mapped(request, httpx.ConnectTimeout, httpx.ConnectError):
+                connection.connect()
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+
+    def _idle_connection(self, origin: _Origin) -> http.client.HTTPConnection | None:
+        """A kept-alive connection to `origin` that is still usable, or None."""
+        now = time.monotonic()
+        while True:
+            with self._lock:
+                connections = self._idle.get(origin)
+                if not connections:
+                    return None
+                since, connection = connections.pop()
+            sock = connection.sock
+            if sock is not None and now - since <= KEEPALIVE_EXPIRY and not _readable(sock):
+                return connection
+            connection.close()  # expired, or closed (or talking out of turn) by the server
+
+    def _release(self, origin: _Origin, connection: http.client.HTTPConnection) -> None:
+        with self._lock:
+            connections = self._idle.setdefault(origin, [])
+            if len(connections) < MAX_IDLE_PER_ORIGIN:
+                connections.append((time.monotonic(), connection))
+                return
+        connection.close()
+
+
+def _readable(sock: socket.socket) -> bool:
+    """True when an idle connection's socket has something to read: the server closed it (or
+    sent bytes nobody asked for); either way it cannot carry the next request."""
+    if isinstance(sock, ssl.SSLSocket) and sock.pending():
+        return True
+    try:
+        if hasattr(select, "poll"):  # no FD_SETSIZE limit, unlike select()
+            poller = select.poll()
+            poller.register(sock, select.POLLIN)
+            return bool(poller.poll(0))
+        ready, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(ready)
