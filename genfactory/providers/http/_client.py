@@ -35,6 +35,7 @@ from genfactory.providers.http._policy import (
     phrase,
     short_path,
 )
+from genfactory.providers.http._transport import HTTP11Transport
 
 if TYPE_CHECKING:
     from genfactory.providers.registry import ProviderContext
@@ -142,10 +143,10 @@ class ServiceClient(ErrorMapping):
 
     @property
     def _client(self) -> httpx.Client:
-        """This thread's `httpx.Client`. One pool per thread, not one shared by every slot:
-        httpcore checks every connection of a pool at each request's start and end (a
-        `poll()` per idle connection, each releasing the GIL): ~7.5 syscalls per request for
-        the 32 slot threads of a job sharing one pool. A thread's own pool holds the one
+        """This thread's `httpx.Client`, over a transport of its own (`HTTP11Transport`, see
+        `_transport`). One pool per thread, not one shared by every slot: a shared pool checks
+        each idle connection at every request (a `poll()` each, each releasing the GIL), ~7.5
+        syscalls per request for a job's 32 slot threads. A thread's own pool holds the one
         connection it reuses; the connection count is the same either way."""
         client: httpx.Client | None = getattr(self._local, "client", None)
         if client is None:
@@ -153,8 +154,12 @@ class ServiceClient(ErrorMapping):
                 timeout=self.timeout,
                 headers={"User-Agent": USER_AGENT},
                 follow_redirects=False,
-                transport=self._transport,
-                verify=_ssl_context(),
+                transport=(
+                    self._transport
+                    if self._transport is not None
+                    else HTTP11Transport(_ssl_context())
+                ),
+                verify=_ssl_context(),  # for the proxies' transports httpx mounts from the env
             )
             self._local.client = client
             with self._clients_lock:
