@@ -98,7 +98,11 @@ def test_offline_job_files_rows_statuses_and_counts(
     assert execution.flow_run_id
     assert execution.settings_snapshot["job"]["label"] == execution.label
     assert Path(str(execution.log_path)).is_file()
-    assert all(s.status == SlotStatus.GENERATED for s in repository.list_slots(execution.id))
+    slots = repository.list_slots(execution.id)
+    assert all(s.status == SlotStatus.GENERATED for s in slots)
+    # Each slot keeps its prompt and the local render's task id (stored with its images).
+    assert all(s.prompt for s in slots)
+    assert len({s.provider_task_id for s in slots if s.provider_task_id}) == len(slots)
     assert len({i.image_mapping_id for i in images}) == 12
 
 
@@ -237,6 +241,7 @@ def test_one_failing_slot_leaves_the_others_approved(
         SlotStatus.FAILED,
     ]
     assert "refused this prompt" in str(slots[1].error)
+    assert slots[1].prompt  # stored as it turned `generating`, before the refused create
     assert slots[1].error_code == "content_rejected"
     # ContentRejected is not retryable: one call per failing slot.
     assert sum("lemon" in c for c in recorder.calls) == 2

@@ -292,13 +292,16 @@ def test_renderer_refuses_bad_requests() -> None:
         renderer.generate(GenerationRequest("boat", "1:1", 256, 256, count=0))
 
 
-def test_renderer_reports_the_task_id_and_usage() -> None:
+def test_renderer_returns_the_task_id_with_the_images_and_reports_usage() -> None:
     ctx = make_ctx()
     seen: list[str] = []
     result = LocalRenderer(ctx).generate(
         GenerationRequest("kite", "1:1", 128, 128, count=2, on_task_created=seen.append)
     )
-    assert seen == [result.task_id]
+    # Rendered within the call: nothing to poll after an interruption, so no early report
+    # (the engine stores the id with the images, one write fewer per slot).
+    assert seen == [] and len(result.task_id or "") == 12
+    assert [i.source for i in result.images] == [f"local:{result.task_id}/{i}" for i in (0, 1)]
     assert ctx.usage.snapshot()["local"]["images"] == 2
 
 

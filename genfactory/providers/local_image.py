@@ -91,8 +91,8 @@ class LocalRenderer:
         base = request.seed if request.seed is not None else prompt_seed(prompt)
         defect_rate = self.ctx.settings.generation.local_defect_rate
         task_id = _digest(f"{prompt}\0{base}\0{request.width}x{request.height}\0{request.count}")
-        if request.on_task_created is not None:
-            request.on_task_created(task_id)
+        # No `on_task_created`: the render happens in this call, so there is no task to poll
+        # after an interruption; the id comes back with the images (and is stored with them).
         images = []
         for index in range(request.count):
             seed = (base + index) % _SEED_RANGE

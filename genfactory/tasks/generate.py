@@ -69,11 +69,14 @@ def generate_slot(execution_id: int, slot_id: int, slot: int) -> list[tuple[int,
             if not record.provider_task_id:  # polling a recorded task costs nothing more
                 runtime.check_budget(pricing.planned_calls(settings, 1))
             prompt = record.prompt or _make_prompt(runtime, record)
+            # A new prompt is stored with the status change, one write: a slot that turned
+            # `generating` always has the prompt its create was (or is about to be) sent with.
             repository.transition_slot(
                 slot_id,
                 (SlotStatus.PENDING, SlotStatus.GENERATING),
                 SlotStatus.GENERATING,
                 count_attempt=True,
+                **({} if record.prompt else {"prompt": prompt}),
             )
             seed = _seed(settings.job.seed, record.slot)
             request = GenerationRequest(
@@ -116,7 +119,11 @@ def generate_slot(execution_id: int, slot_id: int, slot: int) -> list[tuple[int,
         )
         raise
     final_prompt = result.final_prompt or prompt
-    image_ids = _save_images(runtime, record, seed, final_prompt, result.images)
+    slot_fields: dict[str, object] = {"prompt": final_prompt}
+    if result.task_id and not record.provider_task_id:
+        # Recorded with the images when the provider had nothing to poll later (a local render).
+        slot_fields["provider_task_id"] = result.task_id
+    image_ids = _save_images(runtime, record, seed, slot_fields, result.images)
     log_step(
         f"{len(result.images)} images from {settings.providers.image}",
         step="generate",
@@ -135,6 +142,7 @@ def _open_images(execution_id: int, slot: int) -> list[tuple[int, int]]:
 
 
 def _make_prompt(runtime: JobRuntime, slot: SlotRecord) -> str:
+    """The slot's prompt from the prompt provider (the caller stores it)."""
     with timed() as t:
         prompt: str = runtime.providers.prompt.make_prompt(
             PromptRequest(
@@ -143,7 +151,6 @@ def _make_prompt(runtime: JobRuntime, slot: SlotRecord) -> str:
                 variables={k: str(v) for k, v in slot.variables.items()},
             )
         )
-    repository.update_slot(slot.id, prompt=prompt)
     log_step(f"prompt: {prompt[:160]}", step="prompt", slot=slot.slot, duration_ms=t["ms"])
     return prompt
 
@@ -158,12 +165,16 @@ def _seed(base_seed: int | None, slot: int) -> int:
 
 
 def _save_images(
-    runtime: JobRuntime, slot: SlotRecord, seed: int, prompt: str, images: list[ImageResult]
+    runtime: JobRuntime,
+    slot: SlotRecord,
+    seed: int,
+    slot_fields: dict[str, object],
+    images: list[ImageResult],
 ) -> list[tuple[int, int]]:
     """Write every image to temp and decode it locally (format, pixel limit, truncation), then
-    record them all and the slot `generated` in one transaction: a crash leaves either all of a
-    generation's rows or none (and then no file behind). An image that does not decode is
-    recorded `failed` with the reason, before any paid QC sees it."""
+    record them all and the slot `generated` (with `slot_fields`) in one transaction: a crash
+    leaves either all of a generation's rows or none (and then no file behind). An image that
+    does not decode is recorded `failed` with the reason, before any paid QC sees it."""
     settings: Settings = runtime.settings
     temp_dir = Path(str(settings.job.temp_dir))
     source_stem = source_stem_of(slot.variables)  # an image from `job.images_dir`
@@ -183,7 +194,7 @@ def _save_images(
             rows.append(
                 {
                     "image_index": index,
-                    "generation_prompt": prompt,
+                    "generation_prompt": slot_fields["prompt"],
                     "keyword": slot.keyword,
                     "aspect_ratio": slot.aspect_ratio,
                     "seed": image.seed if image.seed is not None else seed,
@@ -215,7 +226,7 @@ def _save_images(
             else:
                 row["phash"] = format(phash, "016x")
         ids = repository.add_images(
-            runtime.execution_id, slot.slot, rows, slot_id=slot.id, slot_fields={"prompt": prompt}
+            runtime.execution_id, slot.slot, rows, slot_id=slot.id, slot_fields=slot_fields
         )
     except BaseException:
         for row in rows:
