@@ -111,7 +111,9 @@ def serve() -> Iterator[Callable[..., RawServer]]:
         server.close()
 
 
-def client(timeout: float = 5.0, context: ssl.SSLContext | None = None) -> httpx.Client:
+def client(
+    timeout: float | httpx.Timeout = 5.0, context: ssl.SSLContext | None = None
+) -> httpx.Client:
     return httpx.Client(
         transport=HTTP11Transport(context or _ssl_context()), timeout=httpx.Timeout(timeout)
     )
@@ -344,3 +346,170 @@ def test_https_checks_the_certificate_and_the_host_name_and_keeps_the_connection
     with client(context=other_trusting) as http, pytest.raises(httpx.ConnectError, match="match"):
         http.get(f"https://localhost:{other.port}/")
     assert other.requests == []
+
+
+# -- where http.client and httpx's own transport differ ---------------------------------------
+
+
+def test_informational_answers_before_the_final_one_are_skipped(
+    serve: Callable[..., RawServer],
+) -> None:
+    ref: list[RawServer] = []
+
+    def handler(sock: socket.socket, n: int) -> None:
+        while True:
+            ref[0].read_request(sock, n)
+            early = b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
+            processing = b"HTTP/1.1 102 Processing\r\n\r\n"
+            sock.sendall(early + processing + answer(b"final"))
+
+    server = serve(handler)
+    ref.append(server)
+    with client() as http:
+        for _ in range(2):
+            got = http.get(f"http://127.0.0.1:{server.port}/")
+            assert (got.status_code, got.content) == (200, b"final")
+    assert server.connections == 1
+
+
+def test_a_header_byte_outside_ascii_is_read_as_sent(serve: Callable[..., RawServer]) -> None:
+    ref: list[RawServer] = []
+
+    def handler(sock: socket.socket, n: int) -> None:
+        while True:
+            ref[0].read_request(sock, n)
+            disposition = 'Content-Disposition: attachment; filename="caf\xe9.png"'
+            head = f"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n{disposition}\r\n\r\n"
+            sock.sendall(head.encode("latin-1") + b"ok")
+
+    server = serve(handler)
+    ref.append(server)
+    with client() as http:
+        for _ in range(2):
+            got = http.get(f"http://127.0.0.1:{server.port}/image")
+            assert got.content == b"ok"
+            assert got.headers["content-disposition"].endswith('filename="caf\xe9.png"')
+    assert server.connections == 1
+
+
+def test_an_answer_sent_while_the_upload_was_still_going_out_is_returned(
+    serve: Callable[..., RawServer],
+) -> None:
+    def handler(sock: socket.socket, n: int) -> None:
+        reader = sock.makefile("rb")
+        while reader.readline() not in (b"\r\n", b""):
+            pass  # the head only: the body is refused unread, as an upload over a quota is
+        sock.sendall(answer(b'{"errors": [{"title": "File too large"}]}', status="413 Too Large"))
+        time.sleep(0.2)
+
+    server = serve(handler)
+    with client() as http:
+        got = http.post(f"http://127.0.0.1:{server.port}/removebg", content=b"x" * 16_000_000)
+    assert got.status_code == 413 and got.json()["errors"][0]["title"] == "File too large"
+
+
+def test_the_write_timeout_applies_to_each_piece_of_a_large_body(
+    serve: Callable[..., RawServer],
+) -> None:
+    received: list[int] = []
+
+    def handler(sock: socket.socket, n: int) -> None:
+        reader = sock.makefile("rb")
+        length = 0
+        while (line := reader.readline()) not in (b"\r\n", b""):
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":")[1])
+        got = 0
+        while got < length:  # a slow reader: the whole body takes well over the timeout
+            got += len(reader.read(min(128 * 1024, length - got)))
+            time.sleep(0.04)
+        received.append(got)
+        sock.sendall(answer(b"stored"))
+
+    server = serve(handler)
+    body = b"y" * 12_000_000
+    with client(timeout=httpx.Timeout(10.0, write=0.5)) as http:
+        got = http.post(f"http://127.0.0.1:{server.port}/upload", content=body)
+    assert got.content == b"stored" and received == [len(body)]
+
+
+def test_an_empty_chunked_body_still_ends_with_its_last_chunk(
+    serve: Callable[..., RawServer],
+) -> None:
+    ref: list[RawServer] = []
+    server = serve(keep_answering(ref))
+    ref.append(server)
+    with client(timeout=2.0) as http:
+        got = http.post(f"http://127.0.0.1:{server.port}/", content=iter([]))
+    assert got.json() == {"ok": True}
+    (_, _, headers, body), *_ = server.requests
+    assert headers["transfer-encoding"] == "chunked" and body == b""
+
+
+def test_a_header_that_is_not_valid_http_is_refused_without_quoting_it(
+    serve: Callable[..., RawServer],
+) -> None:
+    ref: list[RawServer] = []
+    server = serve(keep_answering(ref))
+    ref.append(server)
+    with client() as http, pytest.raises(httpx.LocalProtocolError) as refused:
+        http.get(
+            f"http://127.0.0.1:{server.port}/",
+            headers={"Authorization": "Bearer sk-secret-123\r\nX-Injected: 1"},
+        )
+    chain = [refused.value, refused.value.__cause__, refused.value.__context__]
+    assert not any("sk-secret-123" in str(e) for e in chain if e is not None)
+    assert server.requests == []  # nothing went out
+
+
+def test_idle_connections_to_any_origin_are_closed_once_expired(
+    serve: Callable[..., RawServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    closed = threading.Event()
+    ref: list[RawServer] = []
+
+    def handler(sock: socket.socket, n: int) -> None:
+        ref[0].read_request(sock, n)
+        sock.sendall(answer(b"a"))
+        try:
+            ref[0].read_request(sock, n)
+        except ConnectionAbortedError:
+            closed.set()  # the client hung up the idle connection
+
+    first = serve(handler)
+    ref.append(first)
+    other_ref: list[RawServer] = []
+    other = serve(keep_answering(other_ref))
+    other_ref.append(other)
+    monkeypatch.setattr(_transport, "KEEPALIVE_EXPIRY", 0.05)
+    with client() as http:
+        assert http.get(f"http://127.0.0.1:{first.port}/").content == b"a"
+        time.sleep(0.15)
+        http.get(f"http://127.0.0.1:{other.port}/")  # another origin's request
+        assert closed.wait(2), "the expired connection to the first origin stayed open"
+
+
+def test_a_proxy_from_the_environment_carries_the_services_requests(
+    serve: Callable[..., RawServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from genfactory.config import Settings
+    from genfactory.providers.http._client import ServiceClient
+    from genfactory.providers.registry import ProviderContext
+
+    ref: list[RawServer] = []
+    proxy = serve(keep_answering(ref, b'{"via": "proxy"}'))
+    ref.append(proxy)
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "https_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.port}")
+    service = ServiceClient(
+        ProviderContext(settings=Settings()), "openai", base_url="http://service.invalid/v1"
+    )
+    try:
+        got = service.call("GET", "/models", parse=lambda r: r.json(), authenticated=False)
+    finally:
+        service.close()
+    assert got == {"via": "proxy"}
+    (_, head, headers, _), *_ = proxy.requests
+    assert head == b"GET http://service.invalid/v1/models HTTP/1.1"
+    assert headers["host"] == "service.invalid"

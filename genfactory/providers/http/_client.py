@@ -9,6 +9,7 @@ import random
 import ssl
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -52,6 +53,13 @@ _UNSENT_TIMEOUTS = (httpx.ConnectTimeout, httpx.PoolTimeout)
 def _ssl_context() -> ssl.SSLContext:
     """One verified TLS context per process: building one per client costs ~70 ms."""
     return httpx.create_ssl_context()
+
+
+def _environment_proxies() -> bool:
+    """True when the environment names a proxy (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY, or the
+    system's settings): httpx reads those only when it builds the client's transports itself,
+    so such a client keeps httpx's own instead of `HTTP11Transport`."""
+    return any(scheme in ("http", "https", "all") for scheme in urllib.request.getproxies())
 
 
 @functools.lru_cache(maxsize=1024)
@@ -156,10 +164,10 @@ class ServiceClient(ErrorMapping):
                 follow_redirects=False,
                 transport=(
                     self._transport
-                    if self._transport is not None
+                    if self._transport is not None or _environment_proxies()
                     else HTTP11Transport(_ssl_context())
                 ),
-                verify=_ssl_context(),  # for the proxies' transports httpx mounts from the env
+                verify=_ssl_context(),  # for httpx's own transports, the proxies' among them
             )
             self._local.client = client
             with self._clients_lock:
