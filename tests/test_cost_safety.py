@@ -111,6 +111,19 @@ def test_an_ambiguous_create_is_sent_once_and_says_a_charge_may_have_happened(
         assert recorded == [creates[0].json[0]["taskUUID"]] == [info.value.task_id]
 
 
+def test_a_runware_task_reported_before_an_interruption_is_not_created_again(
+    fake_services: FakeServices, make: Callable[..., Any]
+) -> None:
+    # Runware's taskUUID is recorded before the POST: a resumed slot holding one cannot tell
+    # whether the interrupted attempt sent it, so it is not sent again.
+    provider = make(RunwareImages)
+    with pytest.raises(AmbiguousCreate, match="never charged twice") as info:
+        provider.generate(request(resume_task_id="0b6c7a36-1d5e-4c55-9d3e-7f0e7f4c2a11"))
+    assert error_code(info.value) == "ambiguous_create"
+    assert info.value.task_id == "0b6c7a36-1d5e-4c55-9d3e-7f0e7f4c2a11"
+    assert fake_services.requests("runware") == []
+
+
 @pytest.mark.parametrize("cls", list(CREATES), ids=lambda c: c.__name__)
 @pytest.mark.parametrize("fault", ["429", "503"])
 def test_failures_that_prove_nothing_was_created_are_retried(

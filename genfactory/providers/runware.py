@@ -79,6 +79,17 @@ class RunwareImages(ServiceProvider):
         return task
 
     def generate(self, request: GenerationRequest) -> GenerationResult:
+        if request.resume_task_id:
+            # The id is reported before the POST, so an interrupted attempt may or may not have
+            # sent it: a new create could be a second charge. The slot fails instead, naming
+            # the task to look up.
+            raise AmbiguousCreate(
+                f"{self.http.label} may have created the task and charged for it before the job "
+                f"was interrupted (taskUUID {request.resume_task_id}); it is not created again "
+                "on its own, so you are never charged twice: check the dashboard",
+                task_id=request.resume_task_id,
+                service=self.name,
+            )
         task_uuid = str(uuid.uuid4())
         if request.on_task_created is not None:
             request.on_task_created(task_uuid)
