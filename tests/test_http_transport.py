@@ -23,12 +23,12 @@ from genfactory.providers.http import _transport
 from genfactory.providers.http._client import _ssl_context
 from genfactory.providers.http._transport import HTTP11Transport
 
-Handler = Callable[[socket.socket, int], None]
+Handler = Callable[["RawServer", socket.socket, int], None]
 
 
 class RawServer:
-    """A loopback TCP server whose every connection is handed to `handler(sock, n)` (n counts
-    connections from 0) in a thread of its own: the test scripts the bytes on the wire."""
+    """A loopback TCP server whose every connection is handed to `handler(server, sock, n)` (n
+    counts connections from 0) in a thread of its own: the test scripts the bytes on the wire."""
 
     def __init__(self, handler: Handler, tls: ssl.SSLContext | None = None) -> None:
         self.handler = handler
@@ -58,7 +58,7 @@ class RawServer:
         try:
             if self.tls is not None:
                 sock = self.tls.wrap_socket(sock, server_side=True)
-            self.handler(sock, n)
+            self.handler(self, sock, n)
         except (OSError, ssl.SSLError):
             pass
         finally:
@@ -119,10 +119,10 @@ def client(
     )
 
 
-def keep_answering(server_ref: list[RawServer], body: bytes = b'{"ok": true}') -> Handler:
-    def handler(sock: socket.socket, n: int) -> None:
+def keep_answering(body: bytes = b'{"ok": true}') -> Handler:
+    def handler(srv: RawServer, sock: socket.socket, n: int) -> None:
         while True:
-            server_ref[0].read_request(sock, n)
+            srv.read_request(sock, n)
             sock.sendall(answer(body, "Content-Type: application/json"))
 
     return handler
@@ -131,9 +131,7 @@ def keep_answering(server_ref: list[RawServer], body: bytes = b'{"ok": true}') -
 def test_the_server_receives_the_request_httpx_built_and_one_connection_carries_them_all(
     serve: Callable[..., RawServer],
 ) -> None:
-    ref: list[RawServer] = []
-    server = serve(keep_answering(ref))
-    ref.append(server)
+    server = serve(keep_answering())
     with client() as http:
         base = f"http://127.0.0.1:{server.port}"
         posted = http.post(
@@ -166,19 +164,17 @@ def test_the_server_receives_the_request_httpx_built_and_one_connection_carries_
 def test_a_connection_the_server_closed_or_kept_too_long_is_not_reused(
     serve: Callable[..., RawServer], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ref: list[RawServer] = []
 
-    def handler(sock: socket.socket, n: int) -> None:
-        ref[0].read_request(sock, n)
+    def handler(srv: RawServer, sock: socket.socket, n: int) -> None:
+        srv.read_request(sock, n)
         sock.sendall(answer(b"first"))  # kept alive by the headers, then closed idle at once
         if n == 0:
             return
         while True:
-            ref[0].read_request(sock, n)
+            srv.read_request(sock, n)
             sock.sendall(answer(b"more"))
 
     server = serve(handler)
-    ref.append(server)
     url = f"http://127.0.0.1:{server.port}/"
     with client() as http:
         assert http.get(url).content == b"first"
@@ -195,12 +191,11 @@ def test_a_connection_the_server_closed_or_kept_too_long_is_not_reused(
 def test_chunked_and_compressed_answers_are_decoded_and_the_connection_kept(
     serve: Callable[..., RawServer],
 ) -> None:
-    ref: list[RawServer] = []
     packed = gzip.compress(json.dumps({"title": "Red fox"}).encode())
 
-    def handler(sock: socket.socket, n: int) -> None:
+    def handler(srv: RawServer, sock: socket.socket, n: int) -> None:
         while True:
-            ref[0].read_request(sock, n)
+            srv.read_request(sock, n)
             head = (
                 b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Encoding: gzip\r\n\r\n"
             )
@@ -208,7 +203,6 @@ def test_chunked_and_compressed_answers_are_decoded_and_the_connection_kept(
             sock.sendall(head + chunks + b"0\r\n\r\n")
 
     server = serve(handler)
-    ref.append(server)
     with client() as http:
         for _ in range(2):
             assert http.get(f"http://127.0.0.1:{server.port}/").json() == {"title": "Red fox"}
@@ -222,23 +216,22 @@ def test_chunked_and_compressed_answers_are_decoded_and_the_connection_kept(
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n20\r\nshort",
         b"",  # hung up without a word
         b"SMTP ready\r\n\r\n",  # not HTTP at all
+        b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n",
     ],
-    ids=["short-body", "short-chunk", "no-answer", "not-http"],
+    ids=["short-body", "short-chunk", "no-answer", "not-http", "unasked-upgrade"],
 )
 def test_an_answer_cut_short_or_broken_is_an_error_and_the_next_request_works(
     serve: Callable[..., RawServer], reply: bytes
 ) -> None:
-    ref: list[RawServer] = []
 
-    def handler(sock: socket.socket, n: int) -> None:
-        ref[0].read_request(sock, n)
+    def handler(srv: RawServer, sock: socket.socket, n: int) -> None:
+        srv.read_request(sock, n)
         if n == 0:
             sock.sendall(reply)
             return
         sock.sendall(answer(b"whole"))
 
     server = serve(handler)
-    ref.append(server)
     url = f"http://127.0.0.1:{server.port}/"
     with client() as http:
         with pytest.raises(httpx.RemoteProtocolError):
@@ -250,14 +243,12 @@ def test_an_answer_cut_short_or_broken_is_an_error_and_the_next_request_works(
 def test_a_silent_server_is_a_read_timeout_and_a_closed_port_a_connect_error(
     serve: Callable[..., RawServer],
 ) -> None:
-    ref: list[RawServer] = []
 
-    def handler(sock: socket.socket, n: int) -> None:
-        ref[0].read_request(sock, n)
+    def handler(srv: RawServer, sock: socket.socket, n: int) -> None:
+        srv.read_request(sock, n)
         time.sleep(3)
 
     server = serve(handler)
-    ref.append(server)
     started = time.monotonic()
     with client(timeout=0.3) as http, pytest.raises(httpx.ReadTimeout):
         http.get(f"http://127.0.0.1:{server.port}/")
@@ -322,9 +313,7 @@ def test_https_checks_the_certificate_and_the_host_name_and_keeps_the_connection
     serve: Callable[..., RawServer], tmp_path: Path
 ) -> None:
     server_tls, trusting = _certificate(tmp_path, "localhost")
-    ref: list[RawServer] = []
-    server = serve(keep_answering(ref, b'{"secure": true}'), tls=server_tls)
-    ref.append(server)
+    server = serve(keep_answering(b'{"secure": true}'), tls=server_tls)
     with client(context=trusting) as http:
         for _ in range(2):
             assert http.get(f"https://localhost:{server.port}/").json() == {"secure": True}
@@ -340,9 +329,7 @@ def test_https_checks_the_certificate_and_the_host_name_and_keeps_the_connection
     # Trusted, but issued to another host name: refused as well.
     (tmp_path / "other").mkdir()
     other_tls, other_trusting = _certificate(tmp_path / "other", "service.example")
-    other_ref: list[RawServer] = []
-    other = serve(keep_answering(other_ref), tls=other_tls)
-    other_ref.append(other)
+    other = serve(keep_answering(), tls=other_tls)
     with client(context=other_trusting) as http, pytest.raises(httpx.ConnectError, match="match"):
         http.get(f"https://localhost:{other.port}/")
     assert other.requests == []
@@ -354,17 +341,15 @@ def test_https_checks_the_certificate_and_the_host_name_and_keeps_the_connection
 def test_informational_answers_before_the_final_one_are_skipped(
     serve: Callable[..., RawServer],
 ) -> None:
-    ref: list[RawServer] = []
 
-    def handler(sock: socket.socket, n: int) -> None:
+    def handler(srv: RawServer, sock: socket.socket, n: int) -> None:
         while True:
-            ref[0].read_request(sock, n)
+            srv.read_request(sock, n)
             early = b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
             processing = b"HTTP/1.1 102 Processing\r\n\r\n"
             sock.sendall(early + processing + answer(b"final"))
 
     server = serve(handler)
-    ref.append(server)
     with client() as http:
         for _ in range(2):
             got = http.get(f"http://127.0.0.1:{server.port}/")
@@ -373,17 +358,15 @@ def test_informational_answers_before_the_final_one_are_skipped(
 
 
 def test_a_header_byte_outside_ascii_is_read_as_sent(serve: Callable[..., RawServer]) -> None:
-    ref: list[RawServer] = []
 
-    def handler(sock: socket.socket, n: int) -> None:
+    def handler(srv: RawServer, sock: socket.socket, n: int) -> None:
         while True:
-            ref[0].read_request(sock, n)
+            srv.read_request(sock, n)
             disposition = 'Content-Disposition: attachment; filename="caf\xe9.png"'
             head = f"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n{disposition}\r\n\r\n"
             sock.sendall(head.encode("latin-1") + b"ok")
 
     server = serve(handler)
-    ref.append(server)
     with client() as http:
         for _ in range(2):
             got = http.get(f"http://127.0.0.1:{server.port}/image")
@@ -395,7 +378,7 @@ def test_a_header_byte_outside_ascii_is_read_as_sent(serve: Callable[..., RawSer
 def test_an_answer_sent_while_the_upload_was_still_going_out_is_returned(
     serve: Callable[..., RawServer],
 ) -> None:
-    def handler(sock: socket.socket, n: int) -> None:
+    def handler(srv: RawServer, sock: socket.socket, n: int) -> None:
         reader = sock.makefile("rb")
         while reader.readline() not in (b"\r\n", b""):
             pass  # the head only: the body is refused unread, as an upload over a quota is
@@ -413,7 +396,7 @@ def test_the_write_timeout_applies_to_each_piece_of_a_large_body(
 ) -> None:
     received: list[int] = []
 
-    def handler(sock: socket.socket, n: int) -> None:
+    def handler(srv: RawServer, sock: socket.socket, n: int) -> None:
         reader = sock.makefile("rb")
         length = 0
         while (line := reader.readline()) not in (b"\r\n", b""):
@@ -436,9 +419,7 @@ def test_the_write_timeout_applies_to_each_piece_of_a_large_body(
 def test_an_empty_chunked_body_still_ends_with_its_last_chunk(
     serve: Callable[..., RawServer],
 ) -> None:
-    ref: list[RawServer] = []
-    server = serve(keep_answering(ref))
-    ref.append(server)
+    server = serve(keep_answering())
     with client(timeout=2.0) as http:
         got = http.post(f"http://127.0.0.1:{server.port}/", content=iter([]))
     assert got.json() == {"ok": True}
@@ -449,9 +430,7 @@ def test_an_empty_chunked_body_still_ends_with_its_last_chunk(
 def test_a_header_that_is_not_valid_http_is_refused_without_quoting_it(
     serve: Callable[..., RawServer],
 ) -> None:
-    ref: list[RawServer] = []
-    server = serve(keep_answering(ref))
-    ref.append(server)
+    server = serve(keep_answering())
     with client() as http, pytest.raises(httpx.LocalProtocolError) as refused:
         http.get(
             f"http://127.0.0.1:{server.port}/",
@@ -466,21 +445,17 @@ def test_idle_connections_to_any_origin_are_closed_once_expired(
     serve: Callable[..., RawServer], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     closed = threading.Event()
-    ref: list[RawServer] = []
 
-    def handler(sock: socket.socket, n: int) -> None:
-        ref[0].read_request(sock, n)
+    def handler(srv: RawServer, sock: socket.socket, n: int) -> None:
+        srv.read_request(sock, n)
         sock.sendall(answer(b"a"))
         try:
-            ref[0].read_request(sock, n)
+            srv.read_request(sock, n)
         except ConnectionAbortedError:
             closed.set()  # the client hung up the idle connection
 
     first = serve(handler)
-    ref.append(first)
-    other_ref: list[RawServer] = []
-    other = serve(keep_answering(other_ref))
-    other_ref.append(other)
+    other = serve(keep_answering())
     monkeypatch.setattr(_transport, "KEEPALIVE_EXPIRY", 0.05)
     with client() as http:
         assert http.get(f"http://127.0.0.1:{first.port}/").content == b"a"
@@ -496,9 +471,7 @@ def test_a_proxy_from_the_environment_carries_the_services_requests(
     from genfactory.providers.http._client import ServiceClient
     from genfactory.providers.registry import ProviderContext
 
-    ref: list[RawServer] = []
-    proxy = serve(keep_answering(ref, b'{"via": "proxy"}'))
-    ref.append(proxy)
+    proxy = serve(keep_answering(b'{"via": "proxy"}'))
     for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "https_proxy", "http_proxy"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.port}")
@@ -513,3 +486,31 @@ def test_a_proxy_from_the_environment_carries_the_services_requests(
     (_, head, headers, _), *_ = proxy.requests
     assert head == b"GET http://service.invalid/v1/models HTTP/1.1"
     assert headers["host"] == "service.invalid"
+
+
+def test_a_service_request_with_an_invalid_header_is_a_bad_request_sent_nowhere(
+    serve: Callable[..., RawServer],
+) -> None:
+    from genfactory.config import Settings
+    from genfactory.errors import BadRequest
+    from genfactory.providers.http._client import ServiceClient
+    from genfactory.providers.registry import ProviderContext
+
+    server = serve(keep_answering())
+    ctx = ProviderContext(settings=Settings())
+    service = ServiceClient(ctx, "openai", base_url=f"http://127.0.0.1:{server.port}/v1")
+    try:
+        with pytest.raises(BadRequest, match="not valid HTTP") as refused:
+            service.call(
+                "POST",
+                "/images/generations",
+                parse=lambda r: r.json(),
+                headers={"X-Trace": "sk-secret-123\r\nX-Injected: 1"},
+                paid=True,
+            )
+    finally:
+        service.close()
+    assert "sk-secret-123" not in str(refused.value)
+    assert server.requests == []
+    usage = ctx.usage.snapshot()["openai"]
+    assert usage["calls"] == 1 and "ambiguous_creates" not in usage  # not retried, not charged

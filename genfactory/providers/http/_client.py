@@ -59,7 +59,10 @@ def _environment_proxies() -> bool:
     """True when the environment names a proxy (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY, or the
     system's settings): httpx reads those only when it builds the client's transports itself,
     so such a client keeps httpx's own instead of `HTTP11Transport`."""
-    return any(scheme in ("http", "https", "all") for scheme in urllib.request.getproxies())
+    proxies = urllib.request.getproxies()
+    if proxies.get("no", "").strip() == "*":
+        return False  # httpx then ignores every proxy
+    return any(scheme in ("http", "https", "all") for scheme in proxies)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -251,6 +254,7 @@ class ServiceClient(ErrorMapping):
         paid: bool = False,
         retry_malformed: bool = True,
         max_bytes: int | None = None,
+        before_send: Callable[[], object] | None = None,
     ) -> T:
         """Send, map errors, retry retryable ones; `parse` runs inside the retry loop.
 
@@ -259,7 +263,9 @@ class ServiceClient(ErrorMapping):
         `paid`: a create that costs money, sent at most once (see the module docstring).
         `retry_malformed=False` leaves malformed bodies to the caller's own re-ask policy.
         `max_bytes` streams the body and stops past it. Each try counts one `count_as`
-        ("calls"; downloads count "downloads") in the usage.
+        ("calls"; downloads count "downloads") in the usage. `before_send` runs right before
+        each try goes out, past the service's concurrency limit (Runware records its task id
+        there, so a slot still waiting for the limit has sent nothing and recorded nothing).
         """
         url = self.url(path)
         tries = max(1, attempts if attempts is not None else self.retry.attempts)
@@ -282,6 +288,8 @@ class ServiceClient(ErrorMapping):
                         headers=send_headers,
                         timeout=timeout if timeout is not None else self.timeout,
                     )
+                    if before_send is not None:
+                        before_send()
                     response = self._send(request, follow_redirects, max_bytes)
                 log.debug(
                     "%s %s %s -> %s in %.2f s",
@@ -301,6 +309,13 @@ class ServiceClient(ErrorMapping):
                 error: ProviderError = self._timeout_error(exc, url, time.monotonic() - started)
                 if paid and not isinstance(exc, _UNSENT_TIMEOUTS):
                     error = self._ambiguous(error)
+            except httpx.LocalProtocolError as exc:
+                # The request itself is not valid HTTP (a header with a line break): refused
+                # before a byte went out, so neither worth a retry nor a possible charge.
+                self._usage.add(self.service, failures=1)
+                raise BadRequest(
+                    f"{self.label}: {self.scrub(str(exc))}", service=self.service
+                ) from None
             except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
                 self._usage.add(self.service, failures=1)
                 env = self.base_url_env or "the base URL"

@@ -159,6 +159,13 @@ class HTTP11Transport(httpx.BaseTransport):
             connection = self._connect(origin, timeouts["connect"], request)
         try:
             response, reusable = self._exchange(connection, request, timeouts)
+            if response.status == 101:
+                # Never asked for (no request sends `Upgrade`), and the connection would speak
+                # another protocol afterwards: refused, as httpx's own transport refuses it.
+                raise httpx.RemoteProtocolError(
+                    "the server switched protocols (101) though no upgrade was asked for",
+                    request=request,
+                )
             body = _Body(self, origin, connection, response, request)
             body.reusable = reusable
             return httpx.Response(
@@ -322,7 +329,4 @@ class _Response(http.client.HTTPResponse):
             version, status, reason = super()._read_status()  # type: ignore[misc]
             if not 102 <= status < 200:
                 return version, status, reason
-            _read_headers(self.fp)  # the informational answer's headers
-
-
-_read_headers = http.client._read_headers  # type: ignore[attr-defined]
+            http.client.parse_headers(self.fp)  # the informational answer's headers, skipped
