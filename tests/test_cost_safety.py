@@ -6,6 +6,7 @@ Every test runs real HTTP over loopback; what counts is what the fake services r
 
 from __future__ import annotations
 
+import contextlib
 import io
 import time
 from collections.abc import Callable, Iterator
@@ -122,6 +123,29 @@ def test_a_runware_task_reported_before_an_interruption_is_not_created_again(
     assert error_code(info.value) == "ambiguous_create"
     assert info.value.task_id == "0b6c7a36-1d5e-4c55-9d3e-7f0e7f4c2a11"
     assert fake_services.requests("runware") == []
+    assert provider.ctx.usage.snapshot()["runware"]["ambiguous_creates"] == 1  # maybe charged
+
+
+def test_a_runware_task_id_is_recorded_only_once_its_request_may_go_out(
+    fake_services: FakeServices,
+) -> None:
+    # A slot waiting for Runware's concurrency limit has sent nothing: it must not hold a task
+    # id then, or a resume would fail it as ambiguous.
+    events: list[str] = []
+
+    @contextlib.contextmanager
+    def limiter(service: str) -> Iterator[None]:
+        events.append(f"limit {service}")
+        yield
+
+    provider = RunwareImages(fake_context(fake_services, limiter=limiter))
+    try:
+        result = provider.generate(request(on_task_created=lambda t: events.append(f"id {t}")))
+    finally:
+        provider.close()
+    (sent,) = fake_services.requests("runware")
+    assert events == ["limit runware", f"id {sent.json[0]['taskUUID']}"]
+    assert result.task_id == sent.json[0]["taskUUID"]
 
 
 @pytest.mark.parametrize("cls", list(CREATES), ids=lambda c: c.__name__)

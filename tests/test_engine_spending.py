@@ -115,6 +115,9 @@ def test_a_resume_never_repeats_a_create_that_may_have_been_sent(
     assert slot.status == SlotStatus.FAILED and slot.error_code == "ambiguous_create"
     assert _creates(fake) == creates
     assert resumed["failed_slots"] == 1
+    # Counted as a create that may have been charged, in the store's usage and the estimate.
+    usage = repository.get_execution(interrupted.id).usage or {}
+    assert usage["piapi"]["ambiguous_creates"] == 1
 
 
 def test_a_budget_stops_the_job_before_the_call_that_would_pass_it(

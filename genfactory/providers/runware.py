@@ -3,8 +3,9 @@
 The POST is paid and sent at most once (`paid=True`): after a failure that may have come after
 Runware accepted it, `AmbiguousCreate` is raised with the task's `taskUUID`. Runware keys a task
 by the `taskUUID` the client chooses and documents looking a past task up by it
-(`getTaskDetails`), so the id is reported through `on_task_created` before the request is sent:
-a later, deliberate retry can look it up instead of paying again.
+(`getTaskDetails`), so the id is reported through `on_task_created` right before the request
+goes out (past the concurrency limit): a slot interrupted after that is not created again on its
+own (`AmbiguousCreate` naming the task, to look up); one interrupted while waiting sent nothing.
 """
 
 from __future__ import annotations
@@ -80,9 +81,10 @@ class RunwareImages(ServiceProvider):
 
     def generate(self, request: GenerationRequest) -> GenerationResult:
         if request.resume_task_id:
-            # The id is reported before the POST, so an interrupted attempt may or may not have
-            # sent it: a new create could be a second charge. The slot fails instead, naming
-            # the task to look up.
+            # The id is reported right before the POST goes out, so an interrupted attempt may
+            # or may not have sent it: a new create could be a second charge. The slot fails
+            # instead, naming the task to look up, and counts as maybe charged.
+            self.ctx.usage.add(self.name, ambiguous_creates=1)
             raise AmbiguousCreate(
                 f"{self.http.label} may have created the task and charged for it before the job "
                 f"was interrupted (taskUUID {request.resume_task_id}); it is not created again "
@@ -91,8 +93,7 @@ class RunwareImages(ServiceProvider):
                 service=self.name,
             )
         task_uuid = str(uuid.uuid4())
-        if request.on_task_created is not None:
-            request.on_task_created(task_uuid)
+        report = request.on_task_created
         try:
             answer = self.http.request_json(
                 "POST",
@@ -100,6 +101,9 @@ class RunwareImages(ServiceProvider):
                 json=[self.task_for(request, task_uuid)],
                 timeout=self.http.generation_timeout(generation_timeout_seconds(self.settings)),
                 paid=True,
+                # Recorded once the request holds its place under Runware's concurrency limit,
+                # just before it goes out: a slot interrupted while waiting sent nothing.
+                before_send=None if report is None else lambda: report(task_uuid),
             )
         except AmbiguousCreate as exc:
             exc.task_id = task_uuid

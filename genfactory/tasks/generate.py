@@ -62,6 +62,9 @@ def generate_slot(execution_id: int, slot_id: int, slot: int) -> list[tuple[int,
             error=message,
             error_code=AMBIGUOUS_CREATE,
         )
+        # Counted as a create that may have been charged, as the cost estimate and the budget
+        # count every ambiguous create.
+        runtime.context.usage.add(settings.providers.image, ambiguous_creates=1)
         log_step(message, step="generate", slot=record.slot, error_code=AMBIGUOUS_CREATE, level=40)
         return []
     try:
