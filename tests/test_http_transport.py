@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from genfactory.providers.http import _transport
-from genfactory.providers.http._client import _ssl_context
+from genfactory.providers.http._session import ssl_context
 from genfactory.providers.http._transport import HTTP11Transport
 
 Handler = Callable[["RawServer", socket.socket, int], None]
@@ -115,7 +115,7 @@ def client(
     timeout: float | httpx.Timeout = 5.0, context: ssl.SSLContext | None = None
 ) -> httpx.Client:
     return httpx.Client(
-        transport=HTTP11Transport(context or _ssl_context()), timeout=httpx.Timeout(timeout)
+        transport=HTTP11Transport(context or ssl_context()), timeout=httpx.Timeout(timeout)
     )
 
 

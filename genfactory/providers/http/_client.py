@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import random
-import ssl
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -30,13 +27,12 @@ from genfactory.providers.base import MASK
 from genfactory.providers.http._errors import ErrorMapping
 from genfactory.providers.http._policy import (
     RAW_LIMIT,
-    USER_AGENT,
     RetryPolicy,
     origin,
     phrase,
     short_path,
 )
-from genfactory.providers.http._transport import HTTP11Transport
+from genfactory.providers.http._session import new_client, parsed_url
 
 if TYPE_CHECKING:
     from genfactory.providers.registry import ProviderContext
@@ -47,56 +43,6 @@ T = TypeVar("T")
 
 #: Timeouts that prove the request never reached the service (nothing can have been created).
 _UNSENT_TIMEOUTS = (httpx.ConnectTimeout, httpx.PoolTimeout)
-
-
-@functools.cache
-def _ssl_context() -> ssl.SSLContext:
-    """One verified TLS context per process: building one per client costs ~70 ms."""
-    return httpx.create_ssl_context()
-
-
-def _environment_proxies() -> bool:
-    """True when the environment names a proxy (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY, or the
-    system's settings): httpx reads those only when it builds the client's transports itself,
-    so such a client keeps httpx's own instead of `HTTP11Transport`."""
-    proxies = urllib.request.getproxies()
-    if proxies.get("no", "").strip() == "*":
-        return False  # httpx then ignores every proxy
-    return any(scheme in ("http", "https", "all") for scheme in proxies)
-
-
-@functools.lru_cache(maxsize=1024)
-def _parsed_url(url: str) -> httpx.URL:
-    """`url` parsed once: httpx parses a string URL on every request (~10 % of a request's
-    CPU), and a job sends the same few (a task's poll, a service's endpoint) again and again.
-    `httpx.URL` is immutable, so one parsed URL serves every thread."""
-    return httpx.URL(url)
-
-
-class _NoCookies(httpx.Cookies):
-    """A cookie jar that keeps nothing: the services authenticate by key, and a CDN's cookie
-    has no business in the next request. httpx reads every answer's cookies into the client's
-    jar otherwise, at ~20 % of a request's CPU (through `http.cookiejar`)."""
-
-    def extract_cookies(self, response: httpx.Response) -> None:
-        return None
-
-    def set(self, name: str, value: str, domain: str = "", path: str = "/") -> None:
-        return None  # shared by every client: nothing may be put in it
-
-
-class _Client(httpx.Client):
-    """`httpx.Client` without cookies (see `_NoCookies`)."""
-
-    _no_cookies = _NoCookies()
-
-    @property
-    def cookies(self) -> httpx.Cookies:
-        return self._no_cookies
-
-    @cookies.setter
-    def cookies(self, cookies: Any) -> None:
-        raise AttributeError("the services' clients keep no cookies")
 
 
 class ServiceClient(ErrorMapping):
@@ -154,24 +100,14 @@ class ServiceClient(ErrorMapping):
 
     @property
     def _client(self) -> httpx.Client:
-        """This thread's `httpx.Client`, over a transport of its own (`HTTP11Transport`, see
-        `_transport`). One pool per thread, not one shared by every slot: a shared pool checks
-        each idle connection at every request (a `poll()` each, each releasing the GIL), ~7.5
-        syscalls per request for a job's 32 slot threads. A thread's own pool holds the one
-        connection it reuses; the connection count is the same either way."""
+        """This thread's `httpx.Client` (`_session.new_client`). One pool per thread, not
+        one shared by every slot: a shared pool checks each idle connection at every request (a
+        `poll()` each, each releasing the GIL), ~7.5 syscalls per request for a job's 32 slot
+        threads. A thread's own pool holds the one connection it reuses; the connection count
+        is the same either way."""
         client: httpx.Client | None = getattr(self._local, "client", None)
         if client is None:
-            client = _Client(
-                timeout=self.timeout,
-                headers={"User-Agent": USER_AGENT},
-                follow_redirects=False,
-                transport=(
-                    self._transport
-                    if self._transport is not None or _environment_proxies()
-                    else HTTP11Transport(_ssl_context())
-                ),
-                verify=_ssl_context(),  # for httpx's own transports, the proxies' among them
-            )
+            client = new_client(self.timeout, self._transport)
             self._local.client = client
             with self._clients_lock:
                 self._clients.append(client)
@@ -281,7 +217,7 @@ class ServiceClient(ErrorMapping):
                 with slot:
                     request = self._client.build_request(
                         method,
-                        _parsed_url(url),
+                        parsed_url(url),
                         json=json,
                         data=data,
                         files=files,

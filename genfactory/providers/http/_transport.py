@@ -12,7 +12,7 @@ own transport differs from `http.client`, this one does as httpx's: every inform
 is skipped (not only 100), an answer sent while the body was still going out is read and
 returned, each piece of a large body has its own write timeout, hosts are connected to by their
 IDNA name. A client that must go through a proxy from the environment does not use this
-transport at all (`ServiceClient` leaves those to httpx).
+transport at all (`_session.new_client` leaves those to httpx).
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ def _timeouts(request: httpx.Request) -> dict[str, float | None]:
 
 class _Body(httpx.SyncByteStream):
     """A response body read from its connection as it is iterated; the connection goes back to
-    the transport's idle list once the body was read to its end, and is closed otherwise."""
+    the transport's idle list once the body was read to its end (and the exchange left it
+    `reusable`), and is closed otherwise."""
 
     def __init__(
         self,
@@ -52,13 +53,14 @@ class _Body(httpx.SyncByteStream):
         connection: http.client.HTTPConnection,
         response: http.client.HTTPResponse,
         request: httpx.Request,
+        reusable: bool,
     ) -> None:
         self._transport = transport
         self._origin = origin
         self._connection: http.client.HTTPConnection | None = connection
         self._response = response
         self._request = request
-        self.reusable = True
+        self._reusable = reusable
         self._complete = False
 
     def __iter__(self) -> Iterator[bytes]:
@@ -81,7 +83,7 @@ class _Body(httpx.SyncByteStream):
         if connection is None:
             return
         response = self._response
-        if self.reusable and self._complete and response.isclosed() and not response.will_close:
+        if self._reusable and self._complete and response.isclosed() and not response.will_close:
             self._transport._release(self._origin, connection)
         else:
             self._response.close()
@@ -166,8 +168,7 @@ class HTTP11Transport(httpx.BaseTransport):
                     "the server switched protocols (101) though no upgrade was asked for",
                     request=request,
                 )
-            body = _Body(self, origin, connection, response, request)
-            body.reusable = reusable
+            body = _Body(self, origin, connection, response, request, reusable)
             return httpx.Response(
                 response.status,
                 # As received: http.client decoded the bytes as latin-1, httpx wants bytes.
