@@ -82,15 +82,10 @@ class RunwareImages(ServiceProvider):
     def generate(self, request: GenerationRequest) -> GenerationResult:
         if request.resume_task_id:
             # The id is reported right before the POST goes out, so an interrupted attempt may
-            # or may not have sent it: a new create could be a second charge. The slot fails
-            # instead, naming the task to look up, and counts as maybe charged.
-            self.ctx.usage.add(self.name, ambiguous_creates=1)
-            raise AmbiguousCreate(
-                f"{self.http.label} may have created the task and charged for it before the job "
-                f"was interrupted (taskUUID {request.resume_task_id}); it is not created again "
-                "on its own, so you are never charged twice: check the dashboard",
+            # or may not have sent it: a new create could be a second charge.
+            raise self.http.ambiguous(
+                f"the job was interrupted as taskUUID {request.resume_task_id} was being sent",
                 task_id=request.resume_task_id,
-                service=self.name,
             )
         task_uuid = str(uuid.uuid4())
         report = request.on_task_created

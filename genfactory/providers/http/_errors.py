@@ -128,18 +128,33 @@ class ErrorMapping:
         )
 
     def _ambiguous(self, error: ProviderError) -> AmbiguousCreate:
-        """A failed paid create that the service may have accepted: never sent again.
-
-        Counted as `ambiguous_creates`, which cost estimates treat as charged."""
-        self._usage.add(self.service, ambiguous_creates=1)
+        """A paid create that failed after it was sent (`ambiguous`)."""
         what = str(error).split("; retrying usually helps")[0].split("; this is usually")[0]
-        return AmbiguousCreate(
-            f"{what}, after the request was sent: {self.label} may have created the task and "
-            "charged for it, so it is not created again automatically; check the "
-            f"{self.label} dashboard, then run the image again on purpose",
-            service=self.service,
+        return self.ambiguous(
+            f"{what}, after the request was sent",
             status_code=error.status_code,
             raw=error.raw,
+        )
+
+    def ambiguous(
+        self,
+        what: str,
+        *,
+        task_id: str | None = None,
+        status_code: int | None = None,
+        raw: str | None = None,
+    ) -> AmbiguousCreate:
+        """A paid create the service may have accepted (`what` says why it is unknown): never
+        sent again. Counted as `ambiguous_creates`, which cost estimates treat as charged."""
+        self._usage.add(self.service, ambiguous_creates=1)
+        return AmbiguousCreate(
+            f"{what}: {self.label} may have created the task and charged for it; it is not "
+            "created again automatically, so you are never charged twice: check the "
+            f"{self.label} dashboard, then run the image again on purpose",
+            task_id=task_id,
+            service=self.service,
+            status_code=status_code,
+            raw=raw,
         )
 
     def _detail(self, response: httpx.Response) -> str:
